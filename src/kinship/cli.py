@@ -1,0 +1,121 @@
+"""`kinship`: the command line behind every DVC stage (`dvc repro` calls these through stages/).
+
+Each subcommand reads its section of params.yaml, runs one stage and writes its declared outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from kinship import paths
+from kinship.params import Params, load_params
+
+log = logging.getLogger("kinship")
+
+DESCRIPTION = """\
+Kinship verification from face photos (FIW / Kaggle "Recognizing Faces in the Wild").
+Run the whole pipeline with `dvc repro`; each stage below is one subcommand, reading its
+section of params.yaml (run from the repository root).
+
+stages, in DAG order:
+  synthesize  write the embedded default dataset: a synthetic FIW-format folder with real,
+              learnable familial signal (data/synthetic/, plus test_labels.csv)
+  prepare     index the folder named by data.root: images, people, families, usable
+              relationships; one seeded, family-disjoint fold assignment balanced on kin-pair
+              count; fixed validation, holdout and test pairs (data/prepared/, reports/prepare/)
+  cache       decode every image once at one input size into data/cache/<size>.npy
+"""
+
+
+def run_synthesize(params: Params) -> None:
+    from kinship.synth import generate
+
+    summary = generate(paths.SYNTHETIC_DIR, params.synth_config())
+    log.info("synthesize: %s", summary)
+
+
+def run_prepare(params: Params) -> None:
+    from kinship.prepare import prepare
+
+    prepare(params.data.root_path, params.folds, params.pairs)
+
+
+def run_cache(params: Params, size: int) -> None:
+    import pandas as pd
+
+    from kinship.cache import build_cache
+    from kinship.io import write_json
+
+    if size not in params.cache.sizes:
+        raise ValueError(
+            f"cache size {size} is not listed in params.yaml cache.sizes {params.cache.sizes}"
+        )
+    if not paths.IMAGES_TABLE.is_file():
+        raise FileNotFoundError(f"{paths.IMAGES_TABLE}: run the prepare stage first")
+    images = pd.read_parquet(paths.IMAGES_TABLE)
+    start = time.perf_counter()
+    report = build_cache(
+        images, params.data.root_path, size, paths.cache_file(size), params.cache.max_bad_fraction
+    )
+    write_json(paths.CACHE_REPORTS_DIR / f"{size}.json", report)
+    seconds = time.perf_counter() - start
+    log.info(
+        "cache@%d: %d images (%d unreadable) in %.1f s, %.0f img/s",
+        size,
+        report["images"],
+        report["bad_images"],
+        seconds,
+        report["images"] / seconds,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kinship",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--params", type=Path, default=paths.PARAMS_FILE, help="params file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        action="append",
+        default=[],
+        help="a partial params file merged on top (e.g. profiles/fiw.yaml); repeatable",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    sub.add_parser("synthesize", help="write the synthetic FIW-format dataset (embedded default)")
+    sub.add_parser("prepare", help="index data.root, assign family folds, sample evaluation pairs")
+    cache = sub.add_parser(
+        "cache", help="decode every image once at one size (data/cache/<size>.npy)"
+    )
+    cache.add_argument("--size", type=int, required=True, help="one of params cache.sizes")
+    sub.add_parser(
+        "check-params", help="validate params.yaml (and profiles) and print nothing else"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_params(args.params, args.profile)
+        if args.command == "synthesize":
+            run_synthesize(params)
+        elif args.command == "prepare":
+            run_prepare(params)
+        elif args.command == "cache":
+            run_cache(params, args.size)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"kinship {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""`params.yaml`, the single source of truth, loaded into typed sections.
+
+Every stage reads its section through `load_params()`; unknown keys, wrong types and out-of-range
+values are errors that name the key path (`folds.k`) and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kinship import paths
+from kinship.config import check, from_mapping
+
+
+@dataclass(frozen=True)
+class DataParams:
+    root: str = str(paths.SYNTHETIC_DIR)
+    """The dataset folder in Kaggle FIW layout, relative to the repo root or absolute."""
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser()
+
+
+@dataclass(frozen=True)
+class FoldParams:
+    k: int = 3
+    seed: int = 0
+    holdout_prefix: str | None = None
+    """Families whose id starts with this (e.g. 'F09') form a fixed holdout outside the K folds."""
+
+    def __post_init__(self) -> None:
+        check(self.k >= 2, "folds.k", "an integer >= 2", self.k)
+        if self.holdout_prefix is not None:
+            check(
+                self.holdout_prefix.startswith("F") and len(self.holdout_prefix) >= 2,
+                "folds.holdout_prefix",
+                "null or a family-id prefix such as 'F09'",
+                self.holdout_prefix,
+            )
+
+
+@dataclass(frozen=True)
+class PairParams:
+    seed: int = 0
+    kin_pairs_per_relationship: int = 2
+    """Cap on validation image pairs drawn for one relationship row."""
+    cross_family_ratio: float = 1.0
+    """Cross-family negatives per validation kin pair."""
+    in_family_nonkin_ratio: float = 0.0
+    """In-family non-kin (e.g. spouse) negatives per validation kin pair; 0 turns them off."""
+
+    def __post_init__(self) -> None:
+        check(
+            self.kin_pairs_per_relationship >= 1,
+            "pairs.kin_pairs_per_relationship",
+            "an integer >= 1",
+            self.kin_pairs_per_relationship,
+        )
+        check(
+            self.cross_family_ratio >= 0,
+            "pairs.cross_family_ratio",
+            ">= 0",
+            self.cross_family_ratio,
+        )
+        check(
+            self.in_family_nonkin_ratio >= 0,
+            "pairs.in_family_nonkin_ratio",
+            ">= 0",
+            self.in_family_nonkin_ratio,
+        )
+        check(
+            self.cross_family_ratio + self.in_family_nonkin_ratio > 0,
+            "pairs.cross_family_ratio + pairs.in_family_nonkin_ratio",
+            "> 0 (validation needs negatives)",
+            self.cross_family_ratio + self.in_family_nonkin_ratio,
+        )
+
+
+@dataclass(frozen=True)
+class CacheParams:
+    sizes: list[int] = field(default_factory=lambda: [64, 96])
+    """Square input sizes to decode the images at; must cover every enabled member's input_size."""
+    max_bad_fraction: float = 0.01
+    """The cache stage fails when more than this fraction of images is unreadable."""
+
+    def __post_init__(self) -> None:
+        check(len(self.sizes) > 0, "cache.sizes", "a non-empty list of sizes", self.sizes)
+        for i, size in enumerate(self.sizes):
+            check(16 <= size <= 1024, f"cache.sizes[{i}]", "a size in pixels in 16..1024", size)
+        check(len(set(self.sizes)) == len(self.sizes), "cache.sizes", "distinct sizes", self.sizes)
+        check(
+            0 <= self.max_bad_fraction < 1,
+            "cache.max_bad_fraction",
+            "a fraction in [0, 1)",
+            self.max_bad_fraction,
+        )
+
+
+@dataclass(frozen=True)
+class MemberParams:
+    enabled: bool = True
+    input_size: int = 96
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams = field(default_factory=DataParams)
+    synthesize: dict[str, Any] = field(default_factory=dict)
+    folds: FoldParams = field(default_factory=FoldParams)
+    pairs: PairParams = field(default_factory=PairParams)
+    cache: CacheParams = field(default_factory=CacheParams)
+    members: dict[str, MemberParams] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, member in self.enabled_members().items():
+            check(
+                member.input_size in self.cache.sizes,
+                f"members.{name}.input_size",
+                f"one of cache.sizes {self.cache.sizes} (add it there to decode images at that size)",
+                member.input_size,
+            )
+
+    def enabled_members(self) -> dict[str, MemberParams]:
+        return {name: m for name, m in self.members.items() if m.enabled}
+
+    def synth_config(self):
+        """The synthesize section as a validated `SynthConfig`."""
+        from kinship.synth import SynthConfig
+
+        return from_mapping(SynthConfig, self.synthesize, "synthesize")
+
+
+def parse_params(raw: dict[str, Any], source: str = str(paths.PARAMS_FILE)) -> Params:
+    """Validate a params mapping; errors are prefixed with `source` (the file)."""
+    try:
+        params = from_mapping(Params, raw, "")
+        params.synth_config()
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+    return params
+
+
+def load_params(path: Path | str = paths.PARAMS_FILE, overrides: list[Path] = ()) -> Params:
+    """Read `params.yaml`, deep-merge each override file on top (a profile), and validate."""
+    raw = read_yaml(Path(path))
+    for override in overrides:
+        raw = deep_merge(raw, read_yaml(Path(override)))
+    return parse_params(raw, source=" + ".join(str(p) for p in [path, *overrides]))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: params file not found (run from the repository root)")
+    with path.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a YAML mapping at the top level")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`, mapping by mapping; validation happens on the result."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

@@ -1,0 +1,31 @@
+"""Every path the pipeline reads or writes, relative to the repository root (where `dvc.yaml` is)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+
+SYNTHETIC_DIR = Path("data/synthetic")
+PREPARED_DIR = Path("data/prepared")
+CACHE_DIR = Path("data/cache")
+OOF_DIR = Path("data/oof")
+HOLDOUT_DIR = Path("data/holdout")
+TEST_PRED_DIR = Path("data/test")
+MODELS_DIR = Path("models")
+REPORTS_DIR = Path("reports")
+
+IMAGES_TABLE = PREPARED_DIR / "images.parquet"
+PEOPLE_TABLE = PREPARED_DIR / "people.parquet"
+FAMILIES_TABLE = PREPARED_DIR / "families.parquet"
+RELATIONSHIPS_TABLE = PREPARED_DIR / "relationships.parquet"
+PAIRS_TABLE = PREPARED_DIR / "pairs.parquet"
+HOLDOUT_PAIRS_TABLE = PREPARED_DIR / "holdout_pairs.parquet"
+TEST_PAIRS_TABLE = PREPARED_DIR / "test_pairs.parquet"
+PREPARE_SUMMARY = REPORTS_DIR / "prepare" / "summary.json"
+CACHE_REPORTS_DIR = REPORTS_DIR / "cache"
+
+
+def cache_file(size: int) -> Path:
+    """The decode-once image cache for one input size: N×S×S×3 uint8 in images-table order."""
+    return CACHE_DIR / f"{size}.npy"
