@@ -1,4 +1,4 @@
-"""DVC stage `prepare`: see `kinship --help`. Reads params.yaml; writes the outputs dvc.yaml declares."""
+"""DVC stage `prepare`: see `kinship --help` (outputs as declared in dvc.yaml)."""
 
 import sys
 

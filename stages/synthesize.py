@@ -1,4 +1,4 @@
-"""DVC stage `synthesize`: see `kinship --help`. Reads params.yaml; writes the outputs dvc.yaml declares."""
+"""DVC stage `synthesize`: see `kinship --help` (outputs as declared in dvc.yaml)."""
 
 import sys
 

@@ -108,15 +108,11 @@ def build_cache(
         os.replace(tmp_path, out_path)
     finally:
         tmp_path.unlink(missing_ok=True)
-    rows = [r for r, _, _ in bad]
     return {
         "size": size,
         "images": len(images),
         "bad_images": len(bad),
-        "bad": [
-            {"row": r, "image": images["image"].iat[r], "error": e}
-            for r, (_, _, e) in zip(rows, bad)
-        ],
+        "bad": [{"row": r, "image": images["image"].iat[r], "error": e} for r, _, e in bad],
     }
 
 

@@ -1,4 +1,4 @@
-"""Fixed, seeded evaluation pairs: per-fold validation pairs, holdout pairs and the pair-id contract.
+"""Fixed, seeded evaluation pairs: per-fold validation, holdout, and the pair-id contract.
 
 Every pair lies inside one fold's families (negatives too), so no image of a validation pair is ever
 seen by a model trained on the other folds. Columns: pair_id, fold, img1, img2, label, kind.

@@ -122,7 +122,7 @@ class Params:
             check(
                 member.input_size in self.cache.sizes,
                 f"members.{name}.input_size",
-                f"one of cache.sizes {self.cache.sizes} (add it there to decode images at that size)",
+                f"one of cache.sizes {self.cache.sizes} (add the size there)",
                 member.input_size,
             )
 

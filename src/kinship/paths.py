@@ -1,4 +1,4 @@
-"""Every path the pipeline reads or writes, relative to the repository root (where `dvc.yaml` is)."""
+"""Every path the pipeline reads or writes, relative to the repository root."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The prepare stage: index an FIW-format folder, assign folds, sample the fixed evaluation pairs."""
+"""The prepare stage: index an FIW-format folder, assign folds, sample fixed evaluation pairs."""
 
 from __future__ import annotations
 
