@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from kinship import paths
-from kinship.params import Params, load_params
+from kinship.params import Params, apply_profile, load_params
 
 log = logging.getLogger("kinship")
 
@@ -28,6 +28,9 @@ stages, in DAG order:
               relationships; one seeded, family-disjoint fold assignment balanced on kin-pair
               count; fixed validation, holdout and test pairs (data/prepared/, reports/prepare/)
   cache       decode every image once at one input size into data/cache/<size>.npy
+
+profiles (partial params files): `kinship profile profiles/fiw.yaml` switches params.yaml to the
+real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny test pipeline.
 """
 
 
@@ -94,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "cache", help="decode every image once at one size (data/cache/<size>.npy)"
     )
     cache.add_argument("--size", type=int, required=True, help="one of params cache.sizes")
-    sub.add_parser(
-        "check-params", help="validate params.yaml (and profiles) and print nothing else"
+    sub.add_parser("check-params", help="validate params.yaml (with any --profile) and exit")
+    profile = sub.add_parser(
+        "profile", help="merge a profile into params.yaml in place (comments kept), validated first"
     )
+    profile.add_argument("file", type=Path, help="e.g. profiles/fiw.yaml")
     return parser
 
 
@@ -104,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "profile":
+            apply_profile(args.params, args.file)
+            log.info("merged %s into %s", args.file, args.params)
+            return 0
         params = load_params(args.params, args.profile)
         if args.command == "synthesize":
             run_synthesize(params)

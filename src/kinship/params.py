@@ -133,7 +133,10 @@ class Params:
         """The synthesize section as a validated `SynthConfig`."""
         from kinship.synth import SynthConfig
 
-        return from_mapping(SynthConfig, self.synthesize, "synthesize")
+        try:
+            return from_mapping(SynthConfig, self.synthesize, "synthesize")
+        except ValueError as err:  # SynthConfig's own range checks name "SynthConfig.<field>"
+            raise ValueError(str(err).replace("SynthConfig.", "synthesize.")) from None
 
 
 def parse_params(raw: dict[str, Any], source: str = str(paths.PARAMS_FILE)) -> Params:
@@ -173,3 +176,31 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def apply_profile(params_path: Path, profile: Path) -> None:
+    """Merge `profile` into the params file in place, keeping its comments and key order.
+
+    The merged result is validated first; on any error the params file is left untouched.
+    """
+    from ruamel.yaml import YAML
+
+    from kinship.io import atomic_file
+
+    params_path, profile = Path(params_path), Path(profile)
+    override = read_yaml(profile)
+    parse_params(deep_merge(read_yaml(params_path), override), f"{params_path} + {profile}")
+    rt = YAML()  # round-trip mode: comments survive
+    with params_path.open() as fh:
+        document = rt.load(fh)
+    _update_in_place(document, override)
+    with atomic_file(params_path) as fh:
+        rt.dump(document, fh)
+
+
+def _update_in_place(document: dict, override: dict) -> None:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(document.get(key), dict):
+            _update_in_place(document[key], value)
+        else:
+            document[key] = value

@@ -1,0 +1,82 @@
+"""params.yaml loading: the committed file is valid; bad keys, types and values name their path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kinship.params import load_params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _raw():
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_committed_params_and_profiles_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.folds.k >= 2
+    assert {m.input_size for m in params.enabled_members().values()} <= set(params.cache.sizes)
+    for profile in sorted((REPO / "profiles").glob("*.yaml")):
+        load_params(REPO / "params.yaml", [profile])
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("folds", "kk", 3, r"unknown key 'folds.kk' \(did you mean 'k'\?\)"),
+        ("folds", "k", 1, r"folds.k must be an integer >= 2, got 1"),
+        ("folds", "k", "3", r"folds.k must be int, got str: '3'"),
+        ("folds", "holdout_prefix", "09", r"folds.holdout_prefix must be null or a family-id"),
+        ("pairs", "cross_family_ratio", -1, r"pairs.cross_family_ratio must be >= 0"),
+        ("cache", "sizes", [64, 64], r"cache.sizes must be distinct sizes"),
+        ("cache", "max_bad_fraction", 1.5, r"cache.max_bad_fraction must be a fraction"),
+        ("data", "root", None, r"data.root must be str, got NoneType"),
+        ("synthesize", "no_such_key", 1, r"unknown key 'synthesize.no_such_key'"),
+    ],
+)
+def test_bad_values_name_their_key(section, key, value, message):
+    raw = _raw()
+    raw[section][key] = value
+    with pytest.raises(ValueError, match=message):
+        parse_params(raw)
+
+
+def test_unknown_section_suggests_the_closest():
+    raw = _raw()
+    raw["fold"] = {"k": 3}
+    with pytest.raises(ValueError, match=r"unknown key 'fold' \(did you mean 'folds'\?\)"):
+        parse_params(raw)
+
+
+def test_member_size_must_be_cached():
+    raw = _raw()
+    name = next(iter(raw["members"]))
+    raw["members"][name]["input_size"] = 123
+    with pytest.raises(ValueError, match=rf"members.{name}.input_size must be one of cache.sizes"):
+        parse_params(raw)
+    raw["members"][name]["enabled"] = False  # a disabled member needs no cache
+    parse_params(raw)
+
+
+def test_profile_overrides_deep_merge(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("folds: {k: 5}\npairs: {seed: 7}\n")
+    params = load_params(REPO / "params.yaml", [profile])
+    assert params.folds.k == 5 and params.pairs.seed == 7
+    assert params.pairs.kin_pairs_per_relationship == load_params().pairs.kin_pairs_per_relationship
+
+
+def test_profile_errors_name_both_files(tmp_path):
+    profile = tmp_path / "bad.yaml"
+    profile.write_text("folds: {k: 0}\n")
+    with pytest.raises(ValueError, match=r"params.yaml \+ .*bad.yaml: folds.k"):
+        load_params(REPO / "params.yaml", [profile])
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params file not found"):
+        load_params(tmp_path / "params.yaml")
