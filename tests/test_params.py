@@ -19,7 +19,7 @@ def _raw():
 def test_committed_params_and_profiles_are_valid():
     params = load_params(REPO / "params.yaml")
     assert params.folds.k >= 2
-    assert {m.input_size for m in params.enabled_members().values()} <= set(params.cache.sizes)
+    assert {m.input_size for m in params.members.values()} <= set(params.cache.sizes)
     for profile in sorted((REPO / "profiles").glob("*.yaml")):
         load_params(REPO / "params.yaml", [profile])
 
@@ -58,8 +58,37 @@ def test_member_size_must_be_cached():
     raw["members"][name]["input_size"] = 123
     with pytest.raises(ValueError, match=rf"members.{name}.input_size must be one of cache.sizes"):
         parse_params(raw)
-    raw["members"][name]["enabled"] = False  # a disabled member needs no cache
-    parse_params(raw)
+
+
+def test_unknown_model_lists_valid_names_with_suggestion():
+    raw = _raw()
+    name = next(iter(raw["members"]))
+    raw["members"][name]["model"] = "vggface_resnet"
+    with pytest.raises(ValueError, match=r"unknown model 'vggface_resnet' \(did you mean "):
+        parse_params(raw)
+
+
+def test_frozen_random_backbone_is_refused():
+    raw = _raw()
+    name = next(iter(raw["members"]))
+    raw["members"][name]["freeze"] = True
+    with pytest.raises(
+        ValueError, match=rf"members.{name}.freeze must be false without pretrained"
+    ):
+        parse_params(raw)
+    raw["members"][name].update(weights="w.h5", width=0.5)
+    with pytest.raises(ValueError, match=rf"members.{name}.width must be 1.0 when pretrained"):
+        parse_params(raw)
+
+
+def test_unknown_head_feature_suggests():
+    raw = _raw()
+    name = next(iter(raw["members"]))
+    raw["members"][name]["head"] = {"features": ["sqdiff"]}
+    with pytest.raises(
+        ValueError, match=r"head.features\[0\] must be one of .*did you mean 'sq_diff'"
+    ):
+        parse_params(raw)
 
 
 def test_profile_overrides_deep_merge(tmp_path):

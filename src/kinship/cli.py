@@ -28,6 +28,9 @@ stages, in DAG order:
               relationships; one seeded, family-disjoint fold assignment balanced on kin-pair
               count; fixed validation, holdout and test pairs (data/prepared/, reports/prepare/)
   cache       decode every image once at one input size into data/cache/<size>.npy
+  train       train one member on every fold (build once, reset weights per fold), writing
+              out-of-fold, holdout and test predictions, checkpoints, metrics and curves;
+              `--fold K` trains one fold alone (one per GPU/machine), `--collect` merges them
 
 profiles (partial params files): `kinship profile profiles/fiw.yaml` switches params.yaml to the
 real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny test pipeline.
@@ -97,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "cache", help="decode every image once at one size (data/cache/<size>.npy)"
     )
     cache.add_argument("--size", type=int, required=True, help="one of params cache.sizes")
+    train = sub.add_parser("train", help="train one member (all folds, or one with --fold)")
+    train.add_argument("--member", required=True, help="a key of params.yaml members")
+    which = train.add_mutually_exclusive_group()
+    which.add_argument("--fold", type=int, help="train this fold only (collect later)")
+    which.add_argument("--collect", action="store_true", help="merge trained folds' outputs")
     sub.add_parser("check-params", help="validate params.yaml (with any --profile) and exit")
     profile = sub.add_parser(
         "profile", help="merge a profile into params.yaml in place (comments kept), validated first"
@@ -120,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             run_prepare(params)
         elif args.command == "cache":
             run_cache(params, args.size)
+        elif args.command == "train":
+            from kinship.train_stage import run_train
+
+            run_train(params, args.member, fold=args.fold, collect_only=args.collect)
     except (ValueError, FileNotFoundError) as err:
         print(f"kinship {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from kinship import paths
-from kinship.config import check, from_mapping
+from kinship.config import check, did_you_mean, from_mapping
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,116 @@ class CacheParams:
         )
 
 
+PAIR_FEATURES = ("sq_diff", "sq_sub", "prod", "abs_diff", "cosine")
+"""Pair-head inputs: (x1−x2)², x1²−x2², x1·x2, |x1−x2|, cosine similarity."""
+
+
+@dataclass(frozen=True)
+class HeadParams:
+    features: list[str] = field(default_factory=lambda: ["sq_diff", "sq_sub", "prod"])
+    hidden: list[int] = field(default_factory=lambda: [64])
+    dropout: float = 0.1
+
+    def check(self, path: str) -> None:
+        check(len(self.features) > 0, f"{path}.features", "a non-empty list", self.features)
+        for i, feature in enumerate(self.features):
+            check(
+                feature in PAIR_FEATURES,
+                f"{path}.features[{i}]",
+                f"one of {', '.join(PAIR_FEATURES)}{did_you_mean(feature, PAIR_FEATURES)}",
+                feature,
+            )
+        for i, units in enumerate(self.hidden):
+            check(units >= 1, f"{path}.hidden[{i}]", "a layer width >= 1", units)
+        check(0 <= self.dropout < 1, f"{path}.dropout", "a fraction in [0, 1)", self.dropout)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    flip: bool = True
+    """Random horizontal flips."""
+    shift: float = 0.05
+    """Random translation, as a fraction of the image side."""
+    colour: float = 0.1
+    """Random brightness/contrast/saturation jitter, relative."""
+
+    def check(self, path: str) -> None:
+        check(0 <= self.shift < 0.5, f"{path}.shift", "a fraction in [0, 0.5)", self.shift)
+        check(0 <= self.colour < 1, f"{path}.colour", "a fraction in [0, 1)", self.colour)
+
+
 @dataclass(frozen=True)
 class MemberParams:
-    enabled: bool = True
-    input_size: int = 96
+    model: str
+    """The registry name of the architecture (see `kinship.members.registry`)."""
+    input_size: int
+    width: float = 1.0
+    """Channel multiplier for fast random-init runs; pretrained weights need 1."""
+    weights: str = "none"
+    """`none` (random init, trained end to end) or the path of a pretrained weight file."""
+    freeze: bool = False
+    """Freeze the backbone (needs weights): embeddings computed once, only the head trains."""
+    epochs: int = 4
+    steps_per_epoch: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    lr_factor: float = 0.5
+    """ReduceLROnPlateau: multiply the learning rate by this when the inner AUC stalls."""
+    lr_patience: int = 1
+    early_stopping_patience: int = 2
+    head: HeadParams = field(default_factory=HeadParams)
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """One model per seed and fold; their predictions are averaged."""
+    tta_flip: bool = False
+    """Average each image's embedding with its mirror image's at prediction time."""
+    mixed_precision: bool = False
+
+    @property
+    def weights_path(self) -> Path | None:
+        return None if self.weights.lower() == "none" else Path(self.weights).expanduser()
+
+    def check(self, path: str) -> None:
+        check(self.width > 0, f"{path}.width", "> 0", self.width)
+        if self.weights_path is None:
+            check(
+                not self.freeze,
+                f"{path}.freeze",
+                "false without pretrained weights (a frozen random backbone is a random "
+                "projection, not a member); set weights to a file or freeze: false",
+                self.freeze,
+            )
+        else:
+            check(
+                self.width == 1.0,
+                f"{path}.width",
+                "1.0 when pretrained weights are loaded",
+                self.width,
+            )
+        for key in ("epochs", "steps_per_epoch", "batch_size"):
+            check(getattr(self, key) >= 1, f"{path}.{key}", "an integer >= 1", getattr(self, key))
+        check(self.batch_size >= 2, f"{path}.batch_size", "an integer >= 2", self.batch_size)
+        check(self.lr > 0, f"{path}.lr", "> 0", self.lr)
+        check(0 < self.lr_factor < 1, f"{path}.lr_factor", "a factor in (0, 1)", self.lr_factor)
+        check(len(self.seeds) >= 1, f"{path}.seeds", "a non-empty list of seeds", self.seeds)
+        self.head.check(f"{path}.head")
+        self.augment.check(f"{path}.augment")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    inner_fraction: float = 0.2
+    """Share of the training folds' families held out (family-disjoint) to drive checkpoint
+    choice, the learning-rate schedule and early stopping; the fold's validation pairs never do."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(
+            0 < self.inner_fraction < 0.5,
+            "train.inner_fraction",
+            "a fraction in (0, 0.5)",
+            self.inner_fraction,
+        )
 
 
 @dataclass(frozen=True)
@@ -115,19 +221,21 @@ class Params:
     folds: FoldParams = field(default_factory=FoldParams)
     pairs: PairParams = field(default_factory=PairParams)
     cache: CacheParams = field(default_factory=CacheParams)
+    train: TrainParams = field(default_factory=TrainParams)
     members: dict[str, MemberParams] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, member in self.enabled_members().items():
+        from kinship.members.registry import check_model_name
+
+        for name, member in self.members.items():
+            check_model_name(member.model, f"members.{name}.model")
+            member.check(f"members.{name}")
             check(
                 member.input_size in self.cache.sizes,
                 f"members.{name}.input_size",
                 f"one of cache.sizes {self.cache.sizes} (add the size there)",
                 member.input_size,
             )
-
-    def enabled_members(self) -> dict[str, MemberParams]:
-        return {name: m for name, m in self.members.items() if m.enabled}
 
     def synth_config(self):
         """The synthesize section as a validated `SynthConfig`."""

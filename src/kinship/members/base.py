@@ -1,0 +1,109 @@
+"""The member protocol: what every siamese member implements, whatever its framework.
+
+A member is a backbone that embeds images plus a pair head that scores two embeddings. The trainer
+(`kinship.training`, framework-free) owns everything else: pair sampling, augmentation (on uint8
+images, before `preprocess`), the inner validation slice, early stopping, learning-rate schedule,
+symmetric scoring, flip TTA and seeds. A member never sees a pair table or a file path of the data.
+
+Images cross this boundary as uint8 RGB arrays (N, S, S, 3) with S = `params.input_size`;
+embeddings as float32 (N, D); labels and probabilities as float32 (N,).
+
+Frameworks are imported inside the implementing module only (TensorFlow before torchvision in one
+process segfaults); this module imports neither.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from kinship.params import MemberParams
+
+CONFIG_FILE = "config.json"
+
+
+class Member(abc.ABC):
+    """One siamese model. Lifecycle: `build()` once per process, then per fold and seed
+    `reset(seed)` → many `train_step`s (or `train_head_step`s when frozen) → `embed`/`score`."""
+
+    framework: ClassVar[str]  # "keras" or "torch"
+
+    def __init__(self, name: str, params: MemberParams):
+        self.name = name
+        self.params = params
+
+    @property
+    def input_size(self) -> int:
+        return self.params.input_size
+
+    @property
+    def frozen(self) -> bool:
+        """Backbone frozen (only with pretrained weights): embeddings are computed once per image
+        and only the head trains, on `train_head_step`."""
+        return self.params.freeze
+
+    # -- the model --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """uint8 RGB (N, S, S, 3) → this model's input (its own normalisation), as numpy."""
+
+    @abc.abstractmethod
+    def build(self) -> None:
+        """Build (and, for Keras, compile) the model once per process. Loads the pretrained weight
+        file named by `params.weights` when set; FileNotFoundError/ValueError on a bad one."""
+
+    @abc.abstractmethod
+    def reset(self, seed: int) -> None:
+        """Fresh, seeded weights for a new fold/seed without rebuilding (no retracing): backbone
+        re-initialised (or its pretrained weights restored), head re-initialised, optimiser state
+        cleared, learning rate back to `params.lr`."""
+
+    # -- training ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def train_step(self, x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> float:
+        """One optimiser step (BCE, Adam) on a batch of image pairs; returns the batch loss."""
+
+    @abc.abstractmethod
+    def train_head_step(self, e1: np.ndarray, e2: np.ndarray, y: np.ndarray) -> float:
+        """One optimiser step of the pair head alone on precomputed embeddings (frozen backbone)."""
+
+    @abc.abstractmethod
+    def set_learning_rate(self, lr: float) -> None: ...
+
+    @abc.abstractmethod
+    def get_learning_rate(self) -> float: ...
+
+    # -- inference --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Backbone features (inference mode, batched internally) → float32 (N, D)."""
+
+    @abc.abstractmethod
+    def score(self, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+        """Pair-head probabilities (inference mode) for embedding pairs → float32 (N,) in [0, 1].
+        Not symmetrised: the trainer averages score(a, b) and score(b, a)."""
+
+    # -- state ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_state(self) -> Any:
+        """An in-memory copy of all weights (the best checkpoint so far)."""
+
+    @abc.abstractmethod
+    def set_state(self, state: Any) -> None: ...
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the weights and `config.json` (everything needed to rebuild: `member_config()`)."""
+
+    @abc.abstractmethod
+    def load(self, directory: Path) -> None:
+        """Load weights written by `save` into this built member; a config mismatch is an error."""
+
+    def member_config(self) -> dict:
+        """What rebuilds this model: registry name, class and params."""
+        from dataclasses import asdict
+
+        return {"name": self.name, "class": type(self).__qualname__, "params": asdict(self.params)}

@@ -1,0 +1,284 @@
+"""The train stage of one member: every fold in one process (build and trace once, reset weights per
+fold), or one fold alone (`kinship train --member M --fold K`) collected later (`--collect`).
+
+Per fold, `models/<member>/fold<k>/` receives one checkpoint per seed (with its config), the fold's
+predictions and its timing; `collect` merges them into the pipeline's tables and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kinship import paths
+from kinship.cache import load_cache
+from kinship.io import atomic_dir, atomic_file, write_json
+from kinship.metrics import auc, pair_families, score_summary
+from kinship.params import Params
+
+log = logging.getLogger(__name__)
+
+PREDICTION_FILES = ("oof.parquet", "holdout.parquet", "test.parquet")
+
+
+@dataclass
+class Prepared:
+    """The prepare stage's tables, indexed for training."""
+
+    images: pd.DataFrame
+    people: pd.DataFrame
+    relationships: pd.DataFrame
+    pairs: pd.DataFrame
+    holdout: pd.DataFrame
+    test: pd.DataFrame
+
+    @classmethod
+    def load(cls, directory: Path = paths.PREPARED_DIR) -> Prepared:
+        tables = {}
+        for name in ("images", "people", "relationships", "pairs", "holdout_pairs", "test_pairs"):
+            path = Path(directory) / f"{name}.parquet"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing (run `dvc repro prepare`)")
+            tables[name] = pd.read_parquet(path)
+        return cls(
+            tables["images"],
+            tables["people"],
+            tables["relationships"],
+            tables["pairs"],
+            tables["holdout_pairs"],
+            tables["test_pairs"],
+        )
+
+    def rows(self, tokens: pd.Series) -> np.ndarray:
+        return tokens.map(self.row_of).to_numpy(dtype=np.int64)
+
+    @property
+    def row_of(self) -> dict[str, int]:
+        if not hasattr(self, "_row_of"):
+            self._row_of = dict(zip(self.images["image"], self.images["row"], strict=True))
+        return self._row_of
+
+    def rows_of_person(self, bad_rows: set[int]) -> dict[str, np.ndarray]:
+        """Cache rows of each person's readable images."""
+        train = self.images[(self.images["split"] == "train") & ~self.images["row"].isin(bad_rows)]
+        return {p: g.to_numpy() for p, g in train.groupby("person")["row"]}
+
+
+def fold_dir(name: str, fold: int) -> Path:
+    return paths.MODELS_DIR / name / f"fold{fold}"
+
+
+def bad_rows(size: int) -> set[int]:
+    report = paths.CACHE_REPORTS_DIR / f"{size}.json"
+    if not report.is_file():
+        raise FileNotFoundError(f"{report}: missing (run `dvc repro cache@{size}`)")
+    return {b["row"] for b in json.loads(report.read_text())["bad"]}
+
+
+def member_seed(base: int, seed: int, fold: int) -> int:
+    return int(np.random.SeedSequence([base, seed, fold]).generate_state(1)[0] % 2**31)
+
+
+class MemberTrainer:
+    """Holds one built member across folds: built (and traced) once per process."""
+
+    def __init__(self, name: str, params: Params, prepared: Prepared):
+        from kinship.members.registry import create_member
+        from kinship.training import Embedder
+
+        self.name, self.params, self.prepared = name, params, prepared
+        self.mp = params.members[name]
+        size = self.mp.input_size
+        self.cache = load_cache(paths.cache_file(size), len(prepared.images), size)
+        self.bad = bad_rows(size)
+        start = time.perf_counter()
+        self.member = create_member(name, self.mp)
+        self.member.build()
+        self.build_seconds = time.perf_counter() - start
+        self.embedder = Embedder(self.member, self.cache, self.mp.tta_flip)
+        log.info("%s: built %s in %.1f s", name, self.mp.model, self.build_seconds)
+
+    def train_fold(self, fold: int) -> None:
+        """Train every seed on one fold; write checkpoints, predictions and timing atomically."""
+        from kinship.training import PairSampler, fit, split_fold
+
+        prep, tp = self.prepared, self.params
+        split = split_fold(
+            prep.images, prep.people, prep.relationships, fold, tp.train.inner_fraction,
+            tp.train.seed, tp.pairs.kin_pairs_per_relationship,
+        )  # fmt: skip
+        inner = split.inner_pairs
+        inner_rows = (prep.rows(inner["img1"]), prep.rows(inner["img2"]), inner["label"].to_numpy())
+        targets = {
+            "oof.parquet": prep.pairs[prep.pairs["fold"] == fold],
+            "holdout.parquet": prep.holdout,
+            "test.parquet": prep.test,
+        }
+        sums = {key: np.zeros(len(t)) for key, t in targets.items()}
+        timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
+        with atomic_dir(fold_dir(self.name, fold)) as out, self._live(fold) as live:
+            for seed in self.mp.seeds:
+                start = time.perf_counter()
+                self.member.reset(member_seed(tp.train.seed, seed, fold))
+                rng = np.random.default_rng([tp.train.seed, seed, fold])
+                sampler = PairSampler(split, prep.rows_of_person(self.bad), rng)
+                history = fit(
+                    self.member, self.embedder, sampler, inner_rows, rng,
+                    on_epoch=lambda r, s=seed: self._log_epoch(live, fold, s, r),
+                )  # fmt: skip
+                self.member.save(out / f"seed{seed}")
+                predict_start = time.perf_counter()
+                for key, table in targets.items():
+                    sums[key] += self.embedder.predict(
+                        prep.rows(table["img1"]), prep.rows(table["img2"])
+                    )
+                timing["seeds"].append(
+                    {
+                        "seed": seed,
+                        "epochs": len(history.epochs),
+                        "best_epoch": history.best_epoch,
+                        "train_seconds": round(history.train_seconds, 2),
+                        "train_img_per_s": round(
+                            history.train_images / max(history.train_seconds, 1e-9), 1
+                        ),
+                        "predict_seconds": round(time.perf_counter() - predict_start, 2),
+                        "total_seconds": round(time.perf_counter() - start, 2),
+                    }
+                )
+            for key, table in targets.items():
+                ids = table[["img_pair"]] if key == "test.parquet" else table[["pair_id", "fold"]]
+                ids.assign(prob=sums[key] / len(self.mp.seeds)).to_parquet(out / key, index=False)
+            write_json(out / "timing.json", timing)
+        fold_auc = auc(targets["oof.parquet"]["label"], sums["oof.parquet"])
+        log.info("%s fold %d: validation auc %.4f", self.name, fold, fold_auc)
+
+    def _live(self, fold: int):
+        from dvclive import Live
+
+        return Live(
+            dir=str(paths.REPORTS_DIR / "curves" / self.name / f"fold{fold}"),
+            dvcyaml=False,
+            save_dvc_exp=False,
+            report=None,
+        )
+
+    def _log_epoch(self, live, fold: int, seed: int, record: dict) -> None:
+        log.info(
+            "%s fold %d seed %d epoch %d: loss %.4f, inner_auc %.4f, lr %.2e, %.0f img/s",
+            self.name, fold, seed, record["epoch"], record["loss"], record["inner_auc"],
+            record["lr"], record["img_per_s"],
+        )  # fmt: skip
+        live.step = record["epoch"]
+        for key in ("loss", "inner_auc", "lr"):
+            live.log_metric(f"seed{seed}/{key}", record[key])
+
+
+def folds_of(prepared: Prepared) -> list[int]:
+    return sorted(int(f) for f in prepared.pairs["fold"].unique())
+
+
+def collect(name: str, params: Params, prepared: Prepared) -> dict:
+    """Merge every fold's outputs into the member's OOF/holdout/test tables and reports."""
+    folds = folds_of(prepared)
+    loaded = {key: [] for key in PREDICTION_FILES}
+    timings = []
+    for fold in folds:
+        directory = fold_dir(name, fold)
+        for key in PREDICTION_FILES:
+            path = directory / key
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: fold {fold} of {name} has not been trained "
+                    f"(run `kinship train --member {name} --fold {fold}`)"
+                )
+            loaded[key].append(pd.read_parquet(path))
+        timings.append(json.loads((directory / "timing.json").read_text()))
+    oof = pd.concat(loaded["oof.parquet"], ignore_index=True)
+    holdout = _mean_over_folds(loaded["holdout.parquet"], ["pair_id", "fold"])
+    test = _mean_over_folds(loaded["test.parquet"], ["img_pair"])
+    _check_coverage(name, oof, prepared.pairs, "pair_id")
+    _check_coverage(name, test, prepared.test, "img_pair")
+    outputs = {
+        paths.OOF_DIR / f"{name}.parquet": oof,
+        paths.HOLDOUT_DIR / f"{name}.parquet": holdout,
+        paths.TEST_PRED_DIR / f"{name}.parquet": test,
+    }
+    for path, table in outputs.items():
+        with atomic_file(path, "wb") as fh:
+            table.to_parquet(fh, index=False)
+    metrics = member_metrics(name, params, prepared, oof, holdout)
+    report_dir = paths.REPORTS_DIR / "members" / name
+    write_json(report_dir / "metrics.json", metrics)
+    write_json(report_dir / "timing.json", {"member": name, "folds": timings})
+    log.info("%s: OOF auc %.4f %s", name, metrics["oof"]["auc"], metrics["oof"]["auc_ci95"])
+    return metrics
+
+
+def _mean_over_folds(tables: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """The mean over fold models of each pair's probability, in the first table's row order."""
+    merged = tables[0][keys].copy()
+    merged["prob"] = np.mean([t["prob"].to_numpy() for t in tables], axis=0)
+    return merged
+
+
+def _check_coverage(name: str, predicted: pd.DataFrame, expected: pd.DataFrame, key: str) -> None:
+    missing = set(expected[key]) - set(predicted[key])
+    if missing or len(predicted) != len(expected):
+        raise ValueError(
+            f"{name}: predictions cover {len(predicted)} of {len(expected)} {key}s "
+            f"({len(missing)} missing, e.g. {sorted(missing)[:1]}); retrain the stale folds"
+        )
+
+
+def member_metrics(name, params: Params, prepared: Prepared, oof, holdout) -> dict:
+    mp = params.members[name]
+    family_of = dict(zip(prepared.images["image"], prepared.images["family"], strict=True))
+    truth = prepared.pairs.set_index("pair_id")["label"]
+    labels = truth.loc[oof["pair_id"]].to_numpy()
+    groups = pair_families(oof["pair_id"], family_of)
+    per_fold = {
+        str(f): round(auc(labels[oof["fold"] == f], oof["prob"][oof["fold"] == f]), 6)
+        for f in sorted(oof["fold"].unique())
+    }
+    metrics = {
+        "model": mp.model,
+        "input_size": mp.input_size,
+        "weights": mp.weights,
+        "oof": score_summary(labels, oof["prob"].to_numpy(), groups, seed=params.train.seed),
+        "per_fold_auc": per_fold,
+        "fold_auc_mean": round(float(np.mean(list(per_fold.values()))), 6),
+        "fold_auc_std": round(float(np.std(list(per_fold.values()))), 6),
+    }
+    if len(holdout):
+        h_truth = prepared.holdout.set_index("pair_id")["label"]
+        h_labels = h_truth.loc[holdout["pair_id"]].to_numpy()
+        h_groups = pair_families(holdout["pair_id"], family_of)
+        metrics["holdout"] = score_summary(h_labels, holdout["prob"].to_numpy(), h_groups)
+    return metrics
+
+
+def run_train(params: Params, name: str, fold: int | None = None, collect_only: bool = False):
+    """`kinship train`: all folds then collect; one fold; or collect alone."""
+    if name not in params.members:
+        from kinship.config import did_you_mean
+
+        raise ValueError(
+            f"unknown member {name!r}{did_you_mean(name, params.members)}; "
+            f"members in params.yaml: {', '.join(params.members)}"
+        )
+    prepared = Prepared.load()
+    folds = folds_of(prepared)
+    if fold is not None and fold not in folds:
+        raise ValueError(f"--fold {fold}: folds are {folds}")
+    if not collect_only:
+        trainer = MemberTrainer(name, params, prepared)
+        for k in [fold] if fold is not None else folds:
+            trainer.train_fold(k)
+    if fold is None or collect_only:
+        collect(name, params, prepared)

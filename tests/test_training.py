@@ -1,0 +1,193 @@
+"""The framework-free trainer: selection logic, no peeking at validation pairs, outputs, collect."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kinship import paths, training
+from kinship.cache import build_cache
+from kinship.io import write_json
+from kinship.members import registry
+from kinship.params import FoldParams, MemberParams, PairParams, parse_params
+from kinship.prepare import prepare
+from kinship.synth import SynthConfig, generate
+from kinship.train_stage import Prepared, collect, run_train
+
+SIZE = 32
+
+
+class ScriptedEmbedder:
+    """Inner-slice predictions whose AUC follows a script, one value per epoch."""
+
+    def __init__(self, aucs, labels):
+        self.aucs, self.labels, self.epoch = list(aucs), labels, 0
+
+    def predict(self, rows1, rows2):
+        target = self.aucs[self.epoch]
+        self.epoch += 1
+        # positives score above a fraction `target` of negatives: AUC = target exactly
+        n_neg = (self.labels == 0).sum()
+        probs = np.where(self.labels == 1, 0.0, np.arange(len(self.labels)) / len(self.labels))
+        neg_scores = np.sort(probs[self.labels == 0])
+        cut = neg_scores[int(round(target * n_neg)) - 1] + 1e-9 if target > 0 else -1
+        return np.where(self.labels == 1, cut, probs)
+
+
+class StateMember:
+    """Records state snapshots and learning rates; `state` is the epoch it was taken after."""
+
+    def __init__(self, params):
+        self.params, self.lr, self.frozen, self.epoch = params, params.lr, False, 0
+
+    def train_step(self, x1, x2, y):
+        return 0.0
+
+    def get_state(self):
+        return self.epoch
+
+    def set_state(self, state):
+        self.restored = state
+
+    def get_learning_rate(self):
+        return self.lr
+
+    def set_learning_rate(self, lr):
+        self.lr = lr
+
+
+def test_fit_selects_on_inner_auc_with_plateau_and_early_stopping():
+    params = MemberParams(
+        model="facenet", input_size=96, epochs=10, steps_per_epoch=1, lr=1.0,
+        lr_factor=0.5, lr_patience=1, early_stopping_patience=2,
+    )  # fmt: skip
+    labels = np.array([1, 0] * 20)
+    embedder = ScriptedEmbedder([0.6, 0.8, 0.7, 0.75, 0.9, 0.5], labels)
+    embedder.cache = np.zeros((4, 2, 2, 3), np.uint8)
+    member = StateMember(params)
+    sampler = SimpleNamespace(sample=lambda n: (np.zeros(n, int), np.zeros(n, int), np.zeros(n)))
+    epochs_seen = []
+
+    def on_epoch(record):
+        epochs_seen.append(record)
+        member.epoch = record["epoch"]
+
+    history = training.fit(
+        member, embedder, sampler, (None, None, labels), np.random.default_rng(0), on_epoch
+    )
+    # epoch 1 best (0.8); epochs 2 and 3 stall → lr halved twice → early stop after epoch 3
+    assert [round(r["inner_auc"], 3) for r in history.epochs] == [0.6, 0.8, 0.7, 0.75]
+    assert history.best_epoch == 1 and member.restored == 1
+    assert [r["lr"] for r in epochs_seen] == [1.0, 1.0, 1.0, 0.5]
+    assert member.lr == 0.25
+
+
+@pytest.fixture
+def numpy_pipeline(tmp_path, monkeypatch):
+    """A small synthetic dataset prepared and cached in tmp_path (the cwd), with the numpy
+    member registered; returns the params."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(registry.MODELS, "numpy_test", "numpy_member:NumpyMember")
+    generate(paths.SYNTHETIC_DIR, SynthConfig(n_families=16, n_test_families=4, image_size=48))
+    prepare(paths.SYNTHETIC_DIR, FoldParams(k=2, seed=0), PairParams())
+    images = pd.read_parquet(paths.IMAGES_TABLE)
+    report = build_cache(images, paths.SYNTHETIC_DIR, SIZE, paths.cache_file(SIZE), 0.0, workers=1)
+    write_json(paths.CACHE_REPORTS_DIR / f"{SIZE}.json", report)
+    raw = {
+        "cache": {"sizes": [SIZE]},
+        "folds": {"k": 2},
+        "train": {"inner_fraction": 0.25},
+        "members": {
+            "tiny": {
+                "model": "numpy_test", "input_size": SIZE, "epochs": 3, "steps_per_epoch": 5,
+                "batch_size": 8, "lr": 0.5, "seeds": [0, 1], "tta_flip": True,
+            }
+        },
+    }  # fmt: skip
+    return parse_params(raw)
+
+
+def test_train_writes_the_contract_tables_and_reports(numpy_pipeline):
+    params = numpy_pipeline
+    run_train(params, "tiny")
+    prepared = Prepared.load()
+    oof = pd.read_parquet(paths.OOF_DIR / "tiny.parquet")
+    assert list(oof.columns) == ["pair_id", "fold", "prob"] and oof["prob"].dtype == np.float64
+    assert sorted(oof["pair_id"]) == sorted(prepared.pairs["pair_id"])
+    assert oof["prob"].between(0, 1).all()
+    test = pd.read_parquet(paths.TEST_PRED_DIR / "tiny.parquet")
+    assert list(test.columns) == ["img_pair", "prob"]
+    assert list(test["img_pair"]) == list(prepared.test["img_pair"])
+    holdout = pd.read_parquet(paths.HOLDOUT_DIR / "tiny.parquet")
+    assert list(holdout.columns) == ["pair_id", "fold", "prob"] and len(holdout) == 0
+    metrics = json.loads((paths.REPORTS_DIR / "members/tiny/metrics.json").read_text())
+    assert set(metrics["per_fold_auc"]) == {"0", "1"}
+    low, high = metrics["oof"]["auc_ci95"]
+    assert low <= metrics["oof"]["auc"] <= high
+    assert "seconds" not in json.dumps(metrics)  # timings live in timing.json
+    timing = json.loads((paths.REPORTS_DIR / "members/tiny/timing.json").read_text())
+    assert [len(f["seeds"]) for f in timing["folds"]] == [2, 2]
+    for fold in (0, 1):
+        for seed in (0, 1):
+            config = json.loads(
+                (paths.MODELS_DIR / f"tiny/fold{fold}/seed{seed}/config.json").read_text()
+            )
+            assert config["params"]["model"] == "numpy_test"
+        assert (
+            paths.REPORTS_DIR / f"curves/tiny/fold{fold}/plots/metrics/seed0/inner_auc.tsv"
+        ).is_file()
+
+
+def test_one_fold_at_a_time_then_collect_equals_one_process(numpy_pipeline):
+    params = numpy_pipeline
+    run_train(params, "tiny")
+    whole = pd.read_parquet(paths.OOF_DIR / "tiny.parquet")
+    with pytest.raises(ValueError, match="--fold 5: folds are"):
+        run_train(params, "tiny", fold=5)
+    run_train(params, "tiny", fold=1)
+    run_train(params, "tiny", fold=0)
+    run_train(params, "tiny", collect_only=True)
+    pd.testing.assert_frame_equal(whole, pd.read_parquet(paths.OOF_DIR / "tiny.parquet"))
+
+
+def test_collect_names_the_untrained_fold(numpy_pipeline):
+    params = numpy_pipeline
+    run_train(params, "tiny", fold=0)
+    with pytest.raises(FileNotFoundError, match=r"fold 1 of tiny has not been trained"):
+        collect("tiny", params, Prepared.load())
+
+
+def test_unknown_member_suggests(numpy_pipeline):
+    with pytest.raises(ValueError, match=r"unknown member 'tinny' \(did you mean 'tiny'\?\)"):
+        run_train(numpy_pipeline, "tinny")
+
+
+def test_selection_never_embeds_validation_holdout_or_test_images(numpy_pipeline, monkeypatch):
+    params = numpy_pipeline
+    phase, seen = {"now": "other"}, []
+    real_fit, real_embed = training.fit, training.Embedder.embed_rows
+
+    def spy_fit(*args, **kwargs):
+        phase["now"] = "fit"
+        try:
+            return real_fit(*args, **kwargs)
+        finally:
+            phase["now"] = "other"
+
+    def spy_embed(self, rows, flipped=False):
+        if phase["now"] == "fit":
+            seen.extend(int(r) for r in rows)
+        return real_embed(self, rows, flipped)
+
+    monkeypatch.setattr(training, "fit", spy_fit)
+    monkeypatch.setattr(training.Embedder, "embed_rows", spy_embed)
+    run_train(params, "tiny", fold=0)
+    prepared = Prepared.load()
+    val = prepared.pairs[prepared.pairs["fold"] == 0]
+    forbidden = set(prepared.rows(val["img1"])) | set(prepared.rows(val["img2"]))
+    forbidden |= set(prepared.images.loc[prepared.images["split"] == "test", "row"])
+    assert seen and not forbidden & set(seen)
