@@ -1,0 +1,37 @@
+"""siamese_cnn: Koch et al. (2015) conv net trained from scratch, with the shared pair head.
+
+Its FC-4096 sigmoid features (4096·width units) feed the head; Koch's weighted-L1 head is the
+`head.features: [abs_diff]` setting. No pretrained weights exist for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from kinship.members import koch
+from kinship.members.torch_member import TorchMember
+
+
+class SiameseCnnMember(TorchMember):
+    def check_params(self) -> None:
+        if self.params.weights_path is not None:
+            raise ValueError(
+                f"members.{self.name}.weights must be 'none' (siamese_cnn trains from scratch; "
+                f"no pretrained weights exist), got {self.params.weights!r}"
+            )
+        smallest = koch.min_input_size()
+        if self.params.input_size < smallest:
+            raise ValueError(
+                f"members.{self.name}.input_size must be at least {smallest} px for the Koch "
+                f"net, got {self.params.input_size}"
+            )
+
+    def make_backbone(self) -> nn.Module:
+        return koch.KochBackbone(input_size=self.params.input_size, width=self.params.width)
+
+    def init_backbone(self, backbone: nn.Module, seed: int) -> None:
+        backbone.reset_parameters(seed)  # the paper's init, from its own seeded generator
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        return koch.preprocess(images)

@@ -1,0 +1,246 @@
+"""What the torch members share: a siamese net (backbone + pair head) behind the `Member` API.
+
+One forward of the siamese net runs the backbone once on both image batches concatenated, splits
+the embeddings and scores them with `torch_head.PairHead`. Training is Adam on BCE; with
+`freeze` the backbone has `requires_grad` off, stays in inference mode (BatchNorm statistics and
+dropout untouched) and is left out of the optimiser. The device is CUDA when available, else CPU.
+
+Mixed precision: with `mixed_precision` and CUDA, forward passes run under
+`torch.autocast(bfloat16)` (losses, embeddings and probabilities come back as float32); on CPU the
+setting is ignored, as bfloat16 autocast there is slower than float32 on most CPUs.
+
+Subclasses supply `make_backbone` (a module with `out_features`), `preprocess`, and, when the
+architecture has published weights, `load_pretrained`; `check_params` rejects a bad config early.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import copy
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from kinship.io import atomic_file, write_json
+from kinship.members import torch_head
+from kinship.members.base import CONFIG_FILE, Member
+from kinship.params import MemberParams
+
+MODEL_FILE = "model.pt"
+CHECKED_KEYS = ("model", "input_size", "width", "head")
+"""Params a checkpoint must share with the member loading it (they fix the weights' shapes)."""
+SCORE_BATCH = 8192
+
+
+class SiameseNet(nn.Module):
+    """Backbone + pair head: two preprocessed image batches → pair logits (N,)."""
+
+    def __init__(self, backbone: nn.Module, head: torch_head.PairHead, frozen: bool):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.frozen = frozen
+        if frozen:
+            backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> SiameseNet:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()  # a frozen backbone always runs in inference mode
+        return self
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            embeddings = self.backbone(torch.cat([x1, x2]))
+        return self.head(*embeddings.split(len(x1)))
+
+
+class TorchMember(Member):
+    """A siamese torch member; see the module docstring for what subclasses supply."""
+
+    framework: ClassVar[str] = "torch"
+
+    def __init__(self, name: str, params: MemberParams):
+        super().__init__(name, params)
+        self.check_params()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._net: SiameseNet | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._pretrained_backbone: dict[str, torch.Tensor] | None = None
+
+    # -- what subclasses supply ---------------------------------------------------------------
+    def check_params(self) -> None:
+        """Raise a ValueError naming `members.<name>.<key>` for a config this model cannot take."""
+
+    @abc.abstractmethod
+    def make_backbone(self) -> nn.Module:
+        """A fresh backbone with an `out_features` attribute (the embedding width)."""
+
+    def load_pretrained(self, backbone: nn.Module, path: Path) -> None:
+        raise ValueError(
+            f"members.{self.name}.weights: {type(self).__name__} has no pretrained weights, "
+            f"expected 'none', got {str(path)!r}"
+        )
+
+    def init_backbone(self, backbone: nn.Module, seed: int) -> None:
+        """Random init: every submodule's default init, drawn from the (seeded) global RNG."""
+        for module in backbone.modules():
+            if module is not backbone and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    # -- the model ----------------------------------------------------------------------------
+    @property
+    def net(self) -> SiameseNet:
+        if self._net is None:
+            raise RuntimeError(f"member {self.name!r}: call build() before using the model")
+        return self._net
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        if self._optimizer is None:
+            raise RuntimeError(f"member {self.name!r}: call build() before training")
+        return self._optimizer
+
+    def build(self) -> None:
+        backbone = self.make_backbone()
+        if self.params.weights_path is not None:
+            self.load_pretrained(backbone, self.params.weights_path)
+            self._pretrained_backbone = copy.deepcopy(backbone.state_dict())
+        head = torch_head.PairHead(backbone.out_features, self.params.head)
+        self._net = SiameseNet(backbone, head, frozen=self.frozen).to(self.device)
+        self._optimizer = self._new_optimizer()
+
+    def reset(self, seed: int) -> None:
+        # 1. one seed drives the init and, later, dropout
+        torch.manual_seed(seed)
+        # 2. backbone: pretrained weights restored, or a fresh random init
+        if self._pretrained_backbone is not None:
+            self.net.backbone.load_state_dict(self._pretrained_backbone)
+        else:
+            self.init_backbone(self.net.backbone, seed)
+        # 3. head and optimiser from scratch, learning rate back to params.lr
+        self.net.head.reset_parameters()
+        self._optimizer = self._new_optimizer()
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        trainable = [p for p in self.net.parameters() if p.requires_grad]
+        return torch.optim.Adam(trainable, lr=self.params.lr)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.params.mixed_precision and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _images(self, images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.preprocess(images)).to(self.device)
+
+    def _floats(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, np.float32), device=self.device)
+
+    # -- training -----------------------------------------------------------------------------
+    def train_step(self, x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> float:
+        _check_batch(x1, x2, y)
+        self.net.train()
+        with self._autocast():
+            logits = self.net(self._images(x1), self._images(x2))
+        return self._step(logits, y)
+
+    def train_head_step(self, e1: np.ndarray, e2: np.ndarray, y: np.ndarray) -> float:
+        _check_batch(e1, e2, y)
+        self.net.head.train()
+        with self._autocast():
+            logits = self.net.head(self._floats(e1), self._floats(e2))
+        return self._step(logits, y)
+
+    def _step(self, logits: torch.Tensor, y: np.ndarray) -> float:
+        loss = torch_head.loss(logits, self._floats(y))
+        self.optimizer.zero_grad(set_to_none=True)  # backbone grads stay None in head steps
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.item())
+
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(lr)
+
+    def get_learning_rate(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # -- inference ----------------------------------------------------------------------------
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        backbone = self.net.backbone.eval()
+        batch = self.params.batch_size * 4
+        chunks = [np.zeros((0, backbone.out_features), np.float32)]
+        with torch.no_grad(), self._autocast():
+            for start in range(0, len(images), batch):
+                features = backbone(self._images(images[start : start + batch]))
+                chunks.append(features.float().cpu().numpy())
+        return np.concatenate(chunks)
+
+    def score(self, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+        _check_batch(e1, e2)
+        head = self.net.head.eval()
+        chunks = [np.zeros(0, np.float32)]
+        with torch.no_grad(), self._autocast():
+            for start in range(0, len(e1), SCORE_BATCH):
+                rows = slice(start, start + SCORE_BATCH)
+                logits = head(self._floats(e1[rows]), self._floats(e2[rows]))
+                chunks.append(torch_head.probabilities(logits).cpu().numpy())
+        return np.concatenate(chunks)
+
+    # -- state --------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, torch.Tensor]:
+        return {key: value.detach().clone() for key, value in self.net.state_dict().items()}
+
+    def set_state(self, state: Any) -> None:
+        self.net.load_state_dict(state)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        state = {key: value.detach().cpu() for key, value in self.net.state_dict().items()}
+        with atomic_file(directory / MODEL_FILE, "wb") as fh:
+            torch.save(state, fh)
+        write_json(directory / CONFIG_FILE, self.member_config())
+
+    def load(self, directory: Path) -> None:
+        directory = Path(directory)
+        self._check_checkpoint_config(directory / CONFIG_FILE)
+        path = directory / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint weights not found (written by save)")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.net.load_state_dict(state)
+
+    def _check_checkpoint_config(self, path: Path) -> None:
+        """Raise a ValueError naming the first params key where the checkpoint differs."""
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint config not found (written by save)")
+        saved = json.loads(path.read_text()).get("params", {})
+        ours = asdict(self.params)
+        for key in CHECKED_KEYS:
+            for sub, theirs, mine in _leaves(key, saved.get(key), ours[key]):
+                if theirs != mine:
+                    raise ValueError(
+                        f"{path}: the checkpoint has {sub} = {theirs!r}, but "
+                        f"members.{self.name}.{sub} is {mine!r}; retrain or restore those params"
+                    )
+
+
+def _leaves(key: str, theirs: Any, mine: Any) -> list[tuple[str, Any, Any]]:
+    """(dotted key, checkpoint value, member value) for a key, one level into mappings."""
+    if isinstance(mine, dict):
+        theirs = theirs if isinstance(theirs, dict) else {}
+        return [(f"{key}.{sub}", theirs.get(sub), value) for sub, value in mine.items()]
+    return [(key, theirs, mine)]
+
+
+def _check_batch(a: np.ndarray, b: np.ndarray, y: np.ndarray | None = None) -> None:
+    lengths = [len(a), len(b)] + ([] if y is None else [len(y)])
+    if len(set(lengths)) != 1:
+        raise ValueError(f"a batch of pairs needs equal lengths (x1, x2[, y]), got {lengths}")
