@@ -81,6 +81,22 @@ def test_frozen_random_backbone_is_refused():
         parse_params(raw)
 
 
+@pytest.mark.parametrize(
+    ("model", "change", "message"),
+    [
+        ("facenet", {"input_size": 64}, r"input_size must be >= 75 for facenet"),
+        ("facenet", {"width": 0.5}, r"width must be 1.0 for facenet"),
+        ("siamese_cnn", {"weights": "koch.pt"}, r"weights must be none: siamese_cnn has no"),
+    ],
+)
+def test_architecture_limits_are_params_errors(model, change, message):
+    raw = _raw()
+    raw["cache"]["sizes"] = sorted(set(raw["cache"]["sizes"]) | {64, 96})
+    raw["members"]["m"] = {"model": model, "input_size": 96, **change}
+    with pytest.raises(ValueError, match=rf"members.m.{message}"):
+        parse_params(raw)
+
+
 def test_unknown_head_feature_suggests():
     raw = _raw()
     name = next(iter(raw["members"]))

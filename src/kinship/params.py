@@ -225,10 +225,10 @@ class Params:
     members: dict[str, MemberParams] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from kinship.members.registry import check_model_name
+        from kinship.members.registry import check_member_params
 
         for name, member in self.members.items():
-            check_model_name(member.model, f"members.{name}.model")
+            check_member_params(member.model, member, f"members.{name}")
             member.check(f"members.{name}")
             check(
                 member.input_size in self.cache.sizes,

@@ -7,6 +7,7 @@ names without TensorFlow or torch (as timm's `create_model` and Gymnasium's regi
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from kinship.config import did_you_mean
 
@@ -17,6 +18,42 @@ MODELS: dict[str, str] = {
     "siamese_cnn": "kinship.members.siamese_cnn:SiameseCnnMember",
     "facenet": "kinship.members.facenet:FacenetMember",
 }
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What params validation must know about an architecture without importing it (a test checks
+    these against the members' own code)."""
+
+    min_input_size: int
+    fixed_width: bool = False  # no width multiplier (facenet-pytorch's architecture has none)
+    has_pretrained: bool = True  # published weights exist
+
+
+LIMITS: dict[str, ModelLimits] = {
+    "vggface_vgg16": ModelLimits(min_input_size=32),
+    "vggface_resnet50": ModelLimits(min_input_size=32),
+    "vggface_senet50": ModelLimits(min_input_size=32),
+    "siamese_cnn": ModelLimits(min_input_size=58, has_pretrained=False),
+    "facenet": ModelLimits(min_input_size=75, fixed_width=True),
+}
+
+
+def check_member_params(model: str, params, path: str) -> None:
+    """Architecture-specific checks of one member's params, naming the key."""
+    check_model_name(model, f"{path}.model")
+    limits = LIMITS[model]
+    if params.input_size < limits.min_input_size:
+        raise ValueError(
+            f"{path}.input_size must be >= {limits.min_input_size} for {model}, "
+            f"got {params.input_size}"
+        )
+    if limits.fixed_width and params.width != 1.0:
+        raise ValueError(f"{path}.width must be 1.0 for {model} (no width multiplier)")
+    if not limits.has_pretrained and params.weights_path is not None:
+        raise ValueError(
+            f"{path}.weights must be none: {model} has no published weights (trained from scratch)"
+        )
 
 
 def check_model_name(model: str, path: str = "model") -> None:

@@ -1,0 +1,104 @@
+"""The member contract, for every registered member: build, learn, predict, round-trip, preprocess.
+
+Preprocessing is checked against the published formulas written out here, independently of the
+members' code: VGGFace v1 (VGG16) / v2 (ResNet50, SENet50) BGR means, FaceNet (x − 127.5) / 128,
+and the Koch network's [0, 1] scaling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kinship.members.registry import MODELS, create_member
+from kinship.params import MemberParams
+
+VGGFACE_V1_BGR = np.array([93.5940, 104.7624, 129.1863])
+VGGFACE_V2_BGR = np.array([91.4953, 103.8827, 131.0912])
+REFERENCE_PREPROCESS = {
+    "vggface_vgg16": lambda x: x[..., ::-1] - VGGFACE_V1_BGR,
+    "vggface_resnet50": lambda x: x[..., ::-1] - VGGFACE_V2_BGR,
+    "vggface_senet50": lambda x: x[..., ::-1] - VGGFACE_V2_BGR,
+    "siamese_cnn": lambda x: x / 255.0,
+    "facenet": lambda x: (x - 127.5) / 128.0,
+}
+# the smallest input each member accepts (rounded up to a size the tests use) and a fast width
+SMALL = {
+    "vggface_vgg16": (32, 0.25),
+    "vggface_resnet50": (32, 0.25),
+    "vggface_senet50": (32, 0.25),
+    "siamese_cnn": (64, 0.25),
+    "facenet": (80, 1.0),
+}
+
+
+def test_every_registered_member_is_covered():
+    assert set(MODELS) == set(REFERENCE_PREPROCESS) == set(SMALL)
+
+
+def test_registry_limits_match_the_members_code():
+    from kinship.members import facenet_backbone, koch, vggface_arch
+    from kinship.members.registry import LIMITS
+
+    assert LIMITS["siamese_cnn"].min_input_size == koch.min_input_size()
+    assert LIMITS["facenet"].min_input_size == facenet_backbone.min_input_size()
+    for arch in ("vgg16", "resnet50", "senet50"):
+        assert LIMITS[f"vggface_{arch}"].min_input_size >= vggface_arch.min_input_size(arch)
+
+
+def _member(model: str):
+    size, width = SMALL[model]
+    params = MemberParams(model=model, input_size=size, width=width, batch_size=4, lr=1e-2)
+    member = create_member(f"contract_{model}", params)
+    member.build()
+    member.reset(0)
+    return member
+
+
+def _images(n: int, size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_member_contract(model, tmp_path):
+    member = _member(model)
+    size = member.input_size
+    x1, x2 = _images(4, size, 1), _images(4, size, 2)
+    y = np.array([1, 0, 1, 0], np.float32)
+
+    # preprocessing follows the published formula (NCHW outputs compared as NHWC)
+    out = np.asarray(member.preprocess(x1), dtype=np.float64)
+    if out.shape[1] == 3 and out.shape[-1] != 3:
+        out = out.transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(out, REFERENCE_PREPROCESS[model](x1.astype(np.float64)), atol=1e-3)
+
+    # one optimiser step changes the (unfrozen) backbone: embeddings move
+    before = member.embed(x1)
+    loss = member.train_step(x1, x2, y)
+    assert np.isfinite(loss)
+    after = member.embed(x1)
+    assert before.shape == after.shape and before.shape[0] == 4
+    assert not np.allclose(before, after)
+
+    # a tiny epoch, then probabilities in [0, 1], one per pair
+    for _ in range(2):
+        member.train_step(x2, x1, y)
+    e1, e2 = member.embed(x1), member.embed(x2)
+    probs = member.score(e1, e2)
+    assert probs.shape == (4,) and np.all((probs >= 0) & (probs <= 1))
+
+    # reset(seed) is deterministic
+    member.reset(3)
+    fresh = member.embed(x1)
+    member.reset(3)
+    np.testing.assert_allclose(member.embed(x1), fresh, rtol=1e-5, atol=1e-5)
+
+    # save → a new member → load gives identical predictions
+    member.train_step(x1, x2, y)
+    member.save(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "config.json").is_file()
+    expected = member.score(member.embed(x1), member.embed(x2))
+    twin = _member(model)
+    twin.load(tmp_path / "ckpt")
+    got = twin.score(twin.embed(x1), twin.embed(x2))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
