@@ -57,31 +57,57 @@ def _edit_params(work, edit):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def test_member_params_do_not_touch_prepare_or_cache(ci_pipeline):
+def _stages_in_status(work) -> set[str]:
+    """Names of the stages `dvc status` reports as changed."""
+    return {
+        line.strip().rstrip(":")
+        for line in _rerun_stages(work).splitlines()
+        if line.endswith(":") and not line.startswith("\t")
+    }
+
+
+def test_one_member_params_rerun_only_that_member(ci_pipeline):
     work = ci_pipeline
     try:
-
-        def edit(raw):
-            member = next(iter(raw["members"].values()))
-            others = [s for s in raw["cache"]["sizes"] if s != member["input_size"]]
-            member["input_size"] = others[0] if others else member["input_size"]
-
-        _edit_params(work, edit)
-        status = _rerun_stages(work)
-        assert "prepare" not in status and "cache@" not in status and "synthesize" not in status
+        _edit_params(work, lambda raw: raw["members"]["siamese_cnn"].update(lr=0.0123))
+        assert _stages_in_status(work) == {"train@siamese_cnn"}
     finally:
         run(["git", "checkout", "params.yaml"], work)
+
+
+def test_every_member_writes_oof_test_and_metrics(ci_pipeline):
+    work = ci_pipeline
+    params = load_params(work / "params.yaml")
+    pairs = pd.read_parquet(work / "data/prepared/pairs.parquet")
+    test_pairs = pd.read_parquet(work / "data/prepared/test_pairs.parquet")
+    shown = run(["dvc", "metrics", "show"], work).stdout
+    for name in params.members:
+        oof = pd.read_parquet(work / f"data/oof/{name}.parquet")
+        assert sorted(oof["pair_id"]) == sorted(pairs["pair_id"])
+        assert oof["prob"].between(0, 1).all()
+        test = pd.read_parquet(work / f"data/test/{name}.parquet")
+        assert list(test["img_pair"]) == list(test_pairs["img_pair"])
+        metrics = json.loads((work / f"reports/members/{name}/metrics.json").read_text())
+        assert 0 <= metrics["oof"]["auc"] <= 1
+        assert f"reports/members/{name}/metrics.json" in shown
+        for fold in range(params.folds.k):
+            assert (work / f"models/{name}/fold{fold}/seed0/config.json").is_file()
 
 
 def test_fold_seed_reruns_prepare_but_not_the_cache(ci_pipeline):
     work = ci_pipeline
     try:
         _edit_params(work, lambda raw: raw["folds"].update(seed=raw["folds"]["seed"] + 1))
-        assert "prepare" in _rerun_stages(work)
-        out = run(["dvc", "repro"], work).stdout
+        assert "prepare" in _stages_in_status(work)
+        out = run(["dvc", "repro", "prepare"], work).stdout
         assert "Running stage 'prepare'" in out
-        # the images table is byte-identical, so no cache stage reruns
-        assert "Running stage 'cache@" not in out and "Running stage 'synthesize'" not in out
+        changed = _stages_in_status(work)
+        # new folds: every member must retrain; the images table is byte-identical: no cache reruns
+        assert {s for s in changed if s.startswith("train@")} == {
+            f"train@{m}" for m in load_params(work / "params.yaml").members
+        }
+        assert not {s for s in changed if s.startswith(("cache@", "synthesize"))}
     finally:
         run(["git", "checkout", "params.yaml"], work)
-        run(["dvc", "repro"], work)
+        run(["dvc", "repro", "prepare"], work)
+    assert _stages_in_status(work) == set()  # prepare is deterministic: back to the locked state

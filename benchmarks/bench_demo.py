@@ -1,0 +1,80 @@
+"""Wall time of each stage of the demo pipeline (default params, synthetic data).
+
+Copies the project into a temporary git repo, then runs the DAG one stage at a time in its order
+(`dvc repro --single-item <stage>`), printing each stage's seconds, the total and its ratio to the
+10-minute target, then a no-op `dvc repro`. Member AUCs are printed from their metrics.json.
+Run: `.venv/bin/python benchmarks/bench_demo.py [--keep DIR]` from the repo root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from conftest import copy_project, run  # noqa: E402
+
+TARGET_S = 600.0
+
+
+def stage_order(work: Path) -> list[str]:
+    """Stage names in an order that respects the DAG (`dvc dag` lists them topologically)."""
+    out = run(["dvc", "dag", "--md"], work).stdout
+    names = run(["dvc", "stage", "list", "--name-only"], work).stdout.split()
+    edges = [line.strip().split("-->") for line in out.splitlines() if "-->" in line]
+    before = {n: set() for n in names}
+    for src, dst in edges:
+        src, dst = _node(src), _node(dst)
+        if src in before and dst in before:
+            before[dst].add(src)
+    order = []
+    while before:
+        ready = sorted(n for n, deps in before.items() if not deps - set(order))
+        order += ready
+        for n in ready:
+            del before[n]
+    return order
+
+
+def _node(text: str) -> str:
+    text = text.strip().strip(";")
+    return text.split('"')[1] if '"' in text else text.split("[")[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", type=Path, help="copy the finished workspace here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = copy_project(Path(tmp))
+        total = 0.0
+        for stage in stage_order(work):
+            start = time.perf_counter()
+            run(["dvc", "repro", "--single-item", stage], work)
+            seconds = time.perf_counter() - start
+            total += seconds
+            print(f"{stage:32s} {seconds:7.1f} s", flush=True)
+        print(
+            f"{'total':32s} {total:7.1f} s  ({total / TARGET_S:.2f} of the {TARGET_S:.0f} s target)"
+        )
+        start = time.perf_counter()
+        run(["dvc", "repro"], work)
+        print(f"{'no-op dvc repro':32s} {time.perf_counter() - start:7.1f} s")
+        for path in sorted((work / "reports" / "members").glob("*/metrics.json")):
+            oof = json.loads(path.read_text())["oof"]
+            low, high = oof["auc_ci95"]
+            print(f"{path.parent.name:32s} OOF AUC {oof['auc']:.3f} [{low:.3f}, {high:.3f}]")
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
