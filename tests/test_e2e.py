@@ -111,3 +111,12 @@ def test_fold_seed_reruns_prepare_but_not_the_cache(ci_pipeline):
         run(["git", "checkout", "params.yaml"], work)
         run(["dvc", "repro", "prepare"], work)
     assert _stages_in_status(work) == set()  # prepare is deterministic: back to the locked state
+
+
+def test_folds_trained_one_by_one_then_collected_and_committed(ci_pipeline):
+    work = ci_pipeline
+    for fold in range(load_params(work / "params.yaml").folds.k):
+        run(["kinship", "train", "--member", "siamese_cnn", "--fold", str(fold)], work)
+    run(["kinship", "train", "--member", "siamese_cnn", "--collect"], work)
+    run(["dvc", "commit", "--force", "train@siamese_cnn"], work)
+    assert _stages_in_status(work) == set()

@@ -15,6 +15,8 @@ process segfaults); this module imports neither.
 from __future__ import annotations
 
 import abc
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +25,8 @@ import numpy as np
 from kinship.params import MemberParams
 
 CONFIG_FILE = "config.json"
+CHECKED_KEYS = ("model", "input_size", "width", "head")
+"""Params a checkpoint must share with the member loading it (they fix the weights' shapes)."""
 
 
 class Member(abc.ABC):
@@ -104,6 +108,26 @@ class Member(abc.ABC):
 
     def member_config(self) -> dict:
         """What rebuilds this model: registry name, class and params."""
-        from dataclasses import asdict
-
         return {"name": self.name, "class": type(self).__qualname__, "params": asdict(self.params)}
+
+    def check_checkpoint_config(self, path: Path) -> None:
+        """Raise a ValueError naming the first params key where a saved checkpoint differs."""
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint config not found (written by save)")
+        saved = json.loads(path.read_text()).get("params", {})
+        ours = asdict(self.params)
+        for key in CHECKED_KEYS:
+            for sub, theirs, mine in _leaves(key, saved.get(key), ours[key]):
+                if theirs != mine:
+                    raise ValueError(
+                        f"{path}: the checkpoint has {sub} = {theirs!r}, but "
+                        f"members.{self.name}.{sub} is {mine!r}; retrain or restore those params"
+                    )
+
+
+def _leaves(key: str, theirs: Any, mine: Any) -> list[tuple[str, Any, Any]]:
+    """(dotted key, checkpoint value, member value) for a key, one level into mappings."""
+    if isinstance(mine, dict):
+        theirs = theirs if isinstance(theirs, dict) else {}
+        return [(f"{key}.{sub}", theirs.get(sub), value) for sub, value in mine.items()]
+    return [(key, theirs, mine)]

@@ -18,8 +18,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
-import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,8 +31,6 @@ from kinship.members.base import CONFIG_FILE, Member
 from kinship.params import MemberParams
 
 MODEL_FILE = "model.pt"
-CHECKED_KEYS = ("model", "input_size", "width", "head")
-"""Params a checkpoint must share with the member loading it (they fix the weights' shapes)."""
 SCORE_BATCH = 8192
 
 
@@ -210,34 +206,12 @@ class TorchMember(Member):
 
     def load(self, directory: Path) -> None:
         directory = Path(directory)
-        self._check_checkpoint_config(directory / CONFIG_FILE)
+        self.check_checkpoint_config(directory / CONFIG_FILE)
         path = directory / MODEL_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint weights not found (written by save)")
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.net.load_state_dict(state)
-
-    def _check_checkpoint_config(self, path: Path) -> None:
-        """Raise a ValueError naming the first params key where the checkpoint differs."""
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: checkpoint config not found (written by save)")
-        saved = json.loads(path.read_text()).get("params", {})
-        ours = asdict(self.params)
-        for key in CHECKED_KEYS:
-            for sub, theirs, mine in _leaves(key, saved.get(key), ours[key]):
-                if theirs != mine:
-                    raise ValueError(
-                        f"{path}: the checkpoint has {sub} = {theirs!r}, but "
-                        f"members.{self.name}.{sub} is {mine!r}; retrain or restore those params"
-                    )
-
-
-def _leaves(key: str, theirs: Any, mine: Any) -> list[tuple[str, Any, Any]]:
-    """(dotted key, checkpoint value, member value) for a key, one level into mappings."""
-    if isinstance(mine, dict):
-        theirs = theirs if isinstance(theirs, dict) else {}
-        return [(f"{key}.{sub}", theirs.get(sub), value) for sub, value in mine.items()]
-    return [(key, theirs, mine)]
 
 
 def _check_batch(a: np.ndarray, b: np.ndarray, y: np.ndarray | None = None) -> None:

@@ -1,0 +1,294 @@
+"""The VGGFace members (VGG16, ResNet50, SENet50): Keras 3 backbones + the shared pair head.
+
+`build()` makes four models once and compiles two of them:
+- `embedding`: images → concat(global max, global avg) of the backbone's last feature map;
+- `head`: [e1, e2] → pair logit (`keras_head`), compiled with its own Adam for `train_head_step`;
+- `siamese`: [x1, x2] → the backbone once on both batches concatenated (as the torch members, so
+  BatchNorm sees 2N images) → split → head; compiled with Adam + BCE for `train_step`.
+Steps go through `train_on_batch` / `predict_on_batch`, so each function is traced once per
+process; `reset` only assigns variables (donor models built from the seed, or the pretrained
+backbone kept at build) and never recompiles. Inference pads batches to a few fixed sizes so
+new batch sizes do not retrace (or recompile under XLA on a GPU).
+
+`freeze` (pretrained weights only) makes the backbone non-trainable, which in Keras 3 also runs
+its BatchNorm in inference mode. `mixed_precision` builds the models under the `mixed_bfloat16`
+policy (set while building, then restored; on any device); pair features, logits, embeddings and
+probabilities stay float32. Only `keras.*` APIs: the members run on the TensorFlow and torch
+backends (`KERAS_BACKEND`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from kinship.io import write_json
+from kinship.members import keras_head
+from kinship.members.base import CONFIG_FILE, Member
+from kinship.members.vggface_arch import (
+    build_backbone,
+    min_input_size,
+    pooled_features,
+    preprocess_input,
+)
+from kinship.members.vggface_weights import load_vggface_weights
+from kinship.params import MemberParams
+
+WEIGHTS_FILE = "model.weights.h5"
+SCORE_BATCH = 4096
+
+
+class BatchConcat(layers.Layer):
+    """[x1, x2] → one batch (2N, ...)."""
+
+    def call(self, x1, x2):
+        return ops.concatenate([x1, x2], axis=0)
+
+    def compute_output_shape(self, x1_shape, x2_shape):
+        rows = None if None in (x1_shape[0], x2_shape[0]) else x1_shape[0] + x2_shape[0]
+        return (rows, *x1_shape[1:])
+
+
+class BatchSplit(layers.Layer):
+    """One batch (2N, ...) → its two halves."""
+
+    def call(self, x):
+        return tuple(ops.split(x, 2, axis=0))
+
+    def compute_output_shape(self, shape):
+        half = (None if shape[0] is None else shape[0] // 2, *shape[1:])
+        return half, half
+
+
+@dataclass
+class _Models:
+    backbone: keras.Model
+    embedding: keras.Model
+    head: keras.Model
+    siamese: keras.Model
+
+
+class KerasMember(Member):
+    """A siamese VGGFace member; subclasses set `ARCH` (see `vggface_arch.ARCHS`)."""
+
+    framework: ClassVar[str] = "keras"
+    ARCH: ClassVar[str]
+
+    def __init__(self, name: str, params: MemberParams):
+        super().__init__(name, params)
+        self.check_params()
+        self._models: _Models | None = None
+        self._pretrained_backbone: list[np.ndarray] | None = None
+
+    def check_params(self) -> None:
+        """Raise a ValueError naming `members.<name>.<key>` for a config this model cannot take."""
+        smallest = min_input_size(self.ARCH)
+        if self.params.input_size < smallest:
+            raise ValueError(
+                f"members.{self.name}.input_size must be at least {smallest} px for VGGFace "
+                f"{self.ARCH}, got {self.params.input_size}"
+            )
+        if self.params.freeze and self.params.weights_path is None:
+            raise ValueError(
+                f"members.{self.name}.freeze must be false without pretrained weights (a frozen "
+                f"random backbone is a random projection), got weights {self.params.weights!r}"
+            )
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        return preprocess_input(images, self.ARCH)
+
+    # -- the model ----------------------------------------------------------------------------
+    @property
+    def models(self) -> _Models:
+        if self._models is None:
+            raise RuntimeError(f"member {self.name!r}: call build() before using the model")
+        return self._models
+
+    def build(self) -> None:
+        with self._dtype_policy():
+            backbone = self._new_backbone()
+            if self.params.weights_path is not None:
+                load_vggface_weights(backbone, self.params.weights_path, self.ARCH)
+                self._pretrained_backbone = backbone.get_weights()
+            backbone.trainable = not self.frozen  # before compiling
+            embedding = pooled_features(backbone, name="embedding")
+            head = self._new_head(embedding.output_shape[-1])
+            siamese = _siamese(embedding, head, self.params.input_size)
+        for model in (siamese, head):
+            model.compile(optimizer=keras.optimizers.Adam(self.params.lr), loss=keras_head.loss())
+            # its variables now, not inside the first step (TensorFlow would trace that twice)
+            model.optimizer.build(model.trainable_variables)
+        self._models = _Models(backbone, embedding, head, siamese)
+
+    def reset(self, seed: int) -> None:
+        models = self.models
+        # 1. one seed drives the donors' init and the head's dropout: Keras draws the seed of
+        #    every unseeded initializer and dropout layer from Python's `random`. Not
+        #    keras.utils.set_random_seed: its tf.random.set_seed clears TensorFlow's function
+        #    caches (~5 s to re-optimise a ResNet50 step) and imports TensorFlow on any backend.
+        random.seed(seed)
+        with self._dtype_policy():
+            # 2. backbone: pretrained weights restored, or a fresh random init
+            if self._pretrained_backbone is not None:
+                models.backbone.set_weights(self._pretrained_backbone)
+            else:
+                _copy_variables(self._new_backbone(), models.backbone)
+            # 3. head from scratch (its dropout seed state too)
+            _copy_variables(self._new_head(models.embedding.output_shape[-1]), models.head)
+        # 4. optimisers cleared, learning rate back to params.lr
+        for model in (models.siamese, models.head):
+            _restart_optimizer(model.optimizer, self.params.lr)
+
+    def _new_backbone(self) -> keras.Model:
+        return build_backbone(self.ARCH, self.params.input_size, self.params.width)
+
+    def _new_head(self, embedding_dim: int) -> keras.Model:
+        return keras_head.build_head(embedding_dim, self.params.head)
+
+    @contextlib.contextmanager
+    def _dtype_policy(self) -> Iterator[None]:
+        """Models built inside use `mixed_bfloat16` when params.mixed_precision is set."""
+        previous = keras.config.dtype_policy()
+        policy = "mixed_bfloat16" if self.params.mixed_precision else "float32"
+        keras.config.set_dtype_policy(policy)
+        try:
+            yield
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    # -- training -----------------------------------------------------------------------------
+    def train_step(self, x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> float:
+        _check_batch(x1, x2, y)
+        inputs = [self.preprocess(x1), self.preprocess(x2)]
+        return float(self.models.siamese.train_on_batch(inputs, _floats(y)))
+
+    def train_head_step(self, e1: np.ndarray, e2: np.ndarray, y: np.ndarray) -> float:
+        _check_batch(e1, e2, y)
+        return float(self.models.head.train_on_batch([_floats(e1), _floats(e2)], _floats(y)))
+
+    def set_learning_rate(self, lr: float) -> None:
+        for model in (self.models.siamese, self.models.head):
+            model.optimizer.learning_rate = float(lr)
+
+    def get_learning_rate(self) -> float:
+        return float(ops.convert_to_numpy(self.models.siamese.optimizer.learning_rate))
+
+    # -- inference ----------------------------------------------------------------------------
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        batch = self.params.batch_size * 4
+        return _predict(self.models.embedding, [self.preprocess(images)], batch)
+
+    def score(self, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+        _check_batch(e1, e2)
+        logits = _predict(self.models.head, [_floats(e1), _floats(e2)], SCORE_BATCH)
+        return keras_head.probabilities(logits)
+
+    # -- state --------------------------------------------------------------------------------
+    def get_state(self) -> list[np.ndarray]:
+        return [np.array(w, copy=True) for w in self.models.siamese.get_weights()]
+
+    def set_state(self, state: Any) -> None:
+        self.models.siamese.set_weights(state)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".partial.{WEIGHTS_FILE}"  # Keras wants the .weights.h5 suffix
+        try:
+            keras.saving.save_weights(
+                self.models.siamese, partial, objects_to_skip=self._optimizers()
+            )
+            os.replace(partial, directory / WEIGHTS_FILE)
+        finally:
+            partial.unlink(missing_ok=True)
+        write_json(directory / CONFIG_FILE, self.member_config())
+
+    def load(self, directory: Path) -> None:
+        directory = Path(directory)
+        self.check_checkpoint_config(directory / CONFIG_FILE)
+        path = directory / WEIGHTS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint weights not found (written by save)")
+        keras.saving.load_weights(self.models.siamese, path, objects_to_skip=self._optimizers())
+
+    def _optimizers(self) -> list[keras.optimizers.Optimizer]:
+        """Left out of checkpoints (as in the torch members): a fold's best state is the model."""
+        return [self.models.siamese.optimizer, self.models.head.optimizer]
+
+
+class VggFace16Member(KerasMember):
+    """vggface_vgg16: VGGFace1 VGG16 (preprocessing v1)."""
+
+    ARCH = "vgg16"
+
+
+class VggFaceResNet50Member(KerasMember):
+    """vggface_resnet50 (and vggface_resnet50_wide): VGGFace2 ResNet50 (preprocessing v2)."""
+
+    ARCH = "resnet50"
+
+
+class VggFaceSeNet50Member(KerasMember):
+    """vggface_senet50: VGGFace2 SENet50 (preprocessing v2)."""
+
+    ARCH = "senet50"
+
+
+def _siamese(embedding: keras.Model, head: keras.Model, input_size: int) -> keras.Model:
+    """[x1, x2] → the embedding model once on both batches → the head's logit (N, 1)."""
+    shape = (input_size, input_size, 3)
+    x1, x2 = keras.Input(shape, name="image1"), keras.Input(shape, name="image2")
+    both = embedding(BatchConcat(name="both_images")(x1, x2))
+    e1, e2 = BatchSplit(name="split_embeddings")(both)
+    return keras.Model([x1, x2], head([e1, e2]), name="siamese")
+
+
+def _copy_variables(source: keras.Model, target: keras.Model) -> None:
+    """Assign every variable of `source` (weights and seed states) to the same-built `target`."""
+    pairs = list(zip(source.variables, target.variables, strict=True))
+    for src, dst in pairs:
+        if tuple(src.shape) != tuple(dst.shape):
+            raise RuntimeError(f"donor variable {src.path} {src.shape} != {dst.path} {dst.shape}")
+    for src, dst in pairs:
+        dst.assign(src.value)
+
+
+def _restart_optimizer(optimizer: keras.optimizers.Optimizer, lr: float) -> None:
+    """Zero every optimiser variable (iteration count, moments), then set the learning rate."""
+    for variable in optimizer.variables:
+        variable.assign(ops.zeros(variable.shape, variable.dtype))
+    optimizer.learning_rate = float(lr)
+
+
+def _predict(model: keras.Model, inputs: list[np.ndarray], batch: int) -> np.ndarray:
+    """Inference in chunks of `batch` rows, each zero-padded to a power of two or `batch` rows
+    (a handful of shapes, so `predict_on_batch` traces a handful of times) → float32."""
+    rows = len(inputs[0])
+    chunks = [np.zeros((0, *model.output_shape[1:]), np.float32)]
+    for start in range(0, rows, batch):
+        part = [x[start : start + batch] for x in inputs]
+        n = len(part[0])
+        padded = min(batch, 1 << (n - 1).bit_length())
+        part = [np.concatenate([p, np.zeros((padded - n, *p.shape[1:]), p.dtype)]) for p in part]
+        out = model.predict_on_batch(part if len(part) > 1 else part[0])
+        chunks.append(np.asarray(ops.convert_to_numpy(out), np.float32)[:n])
+    return np.concatenate(chunks)
+
+
+def _floats(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, np.float32)
+
+
+def _check_batch(a: np.ndarray, b: np.ndarray, y: np.ndarray | None = None) -> None:
+    lengths = [len(a), len(b)] + ([] if y is None else [len(y)])
+    if len(set(lengths)) != 1:
+        raise ValueError(f"a batch of pairs needs equal lengths (x1, x2[, y]), got {lengths}")
