@@ -31,6 +31,7 @@ stages, in DAG order:
   train       train one member on every fold (build once, reset weights per fold), writing
               out-of-fold, holdout and test predictions, checkpoints, metrics and curves;
               `--fold K` trains one fold alone (one per GPU/machine), `--collect` merges them
+  ensemble    blend the members' OOF predictions (nested family-fold CV), calibrate, submission.csv
 
 profiles (partial params files): `kinship profile profiles/fiw.yaml` switches params.yaml to the
 real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny test pipeline.
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = train.add_mutually_exclusive_group()
     which.add_argument("--fold", type=int, help="train this fold only (collect later)")
     which.add_argument("--collect", action="store_true", help="merge trained folds' outputs")
+    sub.add_parser("ensemble", help="combine the members and write submission.csv")
     sub.add_parser("check-params", help="validate params.yaml (with any --profile) and exit")
     profile = sub.add_parser(
         "profile", help="merge a profile into params.yaml in place (comments kept), validated first"
@@ -132,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             from kinship.train_stage import run_train
 
             run_train(params, args.member, fold=args.fold, collect_only=args.collect)
+        elif args.command == "ensemble":
+            from kinship.ensemble.stage import run_ensemble
+
+            run_ensemble(params)
     except (ValueError, FileNotFoundError) as err:
         print(f"kinship {args.command}: error: {err}", file=sys.stderr)
         return 2

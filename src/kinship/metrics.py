@@ -83,3 +83,62 @@ def score_summary(labels, probs, groups, seed: int = 0) -> dict:
 
 def _r(x: float) -> float | None:
     return None if np.isnan(x) else round(float(x), 6)
+
+
+def family_bootstrap_aucs(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    seed: int = 0,
+    n_boot: int = N_BOOTSTRAP,
+) -> np.ndarray:
+    """The AUC of every column of `scores` (pairs × columns) on the same family resamples.
+
+    Returns an n_boot × columns array (NaN where a resample holds one class). A resample draws
+    families with replacement, as `bootstrap_auc` does; a pair counts once per draw of its family,
+    and every column is scored on that one resample, so column differences form a paired bootstrap.
+    """
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=float).reshape(len(labels), -1)
+    _, inverse = np.unique(groups, return_inverse=True)
+    n_groups = int(inverse.max(initial=-1)) + 1
+    draws = np.random.default_rng(seed).integers(n_groups, size=(n_boot, n_groups))
+    offsets = (np.arange(n_boot) * n_groups)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n_groups)
+    weights = counts.reshape(n_boot, n_groups)[:, inverse].astype(float)
+    return np.column_stack([_weighted_auc(labels, column, weights) for column in scores.T])
+
+
+def _weighted_auc(labels: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC of one score under each row of `weights` (copies of each pair), ties 1/2."""
+    order = np.argsort(score, kind="stable")
+    _, starts = np.unique(score[order], return_index=True)
+    positive = (labels[order] == 1).astype(float)
+    w = weights[:, order]
+    pos = np.add.reduceat(w * positive, starts, axis=1)
+    neg = np.add.reduceat(w * (1 - positive), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    wins = (pos * (below + 0.5 * neg)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, wins / pairs, np.nan)
+
+
+def paired_bootstrap_gain(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    baseline: np.ndarray,
+    groups: np.ndarray,
+    seed: int = 0,
+    n_boot: int = N_BOOTSTRAP,
+) -> tuple[float, float, float]:
+    """AUC(probs) − AUC(baseline) and its 95 % interval from a paired family bootstrap: both AUCs
+    are computed on the same resample of families each time."""
+    both = family_bootstrap_aucs(labels, np.column_stack([probs, baseline]), groups, seed, n_boot)
+    diffs = both[:, 0] - both[:, 1]
+    diffs = diffs[~np.isnan(diffs)]
+    gain = auc(labels, probs) - auc(labels, baseline)
+    if not len(diffs):
+        return float(gain), float("nan"), float("nan")
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(gain), float(low), float(high)

@@ -2,7 +2,8 @@
 
 The same head as `torch_head`: pair features chosen by `head.features` and concatenated in the
 order given — `sq_diff` (x1−x2)², `sq_sub` x1²−x2², `prod` x1·x2, `abs_diff` |x1−x2| (D values
-each) and `cosine` (one value) — then `head.hidden` dense layers (ReLU, dropout) and one unit.
+each) and `cosine` (one value), on embeddings scaled to unit root-mean-square when
+`head.normalize` is set — then `head.hidden` dense layers (ReLU, dropout) and one unit.
 That unit is a logit: the loss is BCE on it (`from_logits`) and probabilities are its sigmoid,
 which is the 1-unit sigmoid head with a numerically stable loss.
 
@@ -19,6 +20,7 @@ from keras import layers, ops
 from kinship.params import HeadParams
 
 COSINE_EPS = 1e-8  # as torch.nn.functional.cosine_similarity
+RMS_EPS = 1e-6  # as torch_head
 
 
 def _cosine(a, b):
@@ -68,11 +70,22 @@ class PairFeatures(layers.Layer):
         return {**super().get_config(), "features": self.features}
 
 
+class RmsNormalize(layers.Layer):
+    """Each row scaled to unit root-mean-square (no weights)."""
+
+    def call(self, e):
+        return e / ops.sqrt(ops.mean(ops.square(e), axis=1, keepdims=True) + RMS_EPS)
+
+
 def build_head(embedding_dim: int, head: HeadParams, name: str = "pair_head") -> keras.Model:
     """[e1, e2] (N, D) each → pair features → dense ReLU + dropout layers → logit (N, 1)."""
     e1 = keras.Input(shape=(embedding_dim,), name="embedding1")
     e2 = keras.Input(shape=(embedding_dim,), name="embedding2")
-    x = PairFeatures(head.features, dtype="float32", name="pair_features")(e1, e2)
+    a, b = e1, e2
+    if head.normalize:
+        norm = RmsNormalize(dtype="float32", name="rms_normalize")
+        a, b = norm(e1), norm(e2)
+    x = PairFeatures(head.features, dtype="float32", name="pair_features")(a, b)
     for i, units in enumerate(head.hidden):
         x = layers.Dense(units, activation="relu", name=f"hidden{i}")(x)
         x = layers.Dropout(head.dropout, name=f"dropout{i}")(x)

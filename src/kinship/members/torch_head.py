@@ -2,7 +2,8 @@
 
 Pair features (Kaggle FIW 4th/6th place), chosen by `head.features` and concatenated in the order
 given: `sq_diff` (x1−x2)², `sq_sub` x1²−x2², `prod` x1·x2, `abs_diff` |x1−x2| (D values each) and
-`cosine` (one value). Then `head.hidden` dense layers (ReLU, dropout) and a 1-unit logit; the loss
+`cosine` (one value), computed on embeddings scaled to unit root-mean-square when
+`head.normalize` is set. Then `head.hidden` dense layers (ReLU, dropout) and a 1-unit logit; the loss
 is BCE on the logit and probabilities are its sigmoid.
 """
 
@@ -13,6 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from kinship.params import HeadParams
+
+RMS_EPS = 1e-6
 
 FEATURES = {  # one entry per name in kinship.params.PAIR_FEATURES (a test checks it)
     "sq_diff": lambda a, b: (a - b) ** 2,
@@ -41,6 +44,7 @@ class PairHead(nn.Module):
     def __init__(self, embedding_dim: int, head: HeadParams):
         super().__init__()
         self.features = list(head.features)
+        self.normalize = head.normalize
         layers: list[nn.Module] = []
         width = feature_width(self.features, embedding_dim)
         for units in head.hidden:
@@ -56,7 +60,14 @@ class PairHead(nn.Module):
                 module.reset_parameters()
 
     def forward(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            e1, e2 = rms_normalize(e1), rms_normalize(e2)
         return self.mlp(pair_features(e1, e2, self.features)).squeeze(1)
+
+
+def rms_normalize(e: torch.Tensor) -> torch.Tensor:
+    """Each row scaled to unit root-mean-square."""
+    return e / torch.sqrt((e.float() ** 2).mean(dim=1, keepdim=True) + RMS_EPS).to(e.dtype)
 
 
 def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

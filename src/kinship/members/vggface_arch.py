@@ -32,6 +32,9 @@ RESNET_STAGES = ((2, 64, 3), (3, 128, 4), (4, 256, 6), (5, 512, 3))  # (stage, f
 EXPANSION = 4  # a bottleneck's 1x1_increase has EXPANSION x filters channels
 SE_REDUCTION = 16
 BN_EPSILON = {"resnet50": 1e-3, "senet50": 1e-4}
+BN_MOMENTUM = 0.9
+"""Moving-statistics momentum (Keras defaults to 0.99, torch to 0.9 in its convention): with a
+few hundred fine-tuning steps, 0.99 leaves inference-mode statistics mostly at their init."""
 PREPROCESS_VERSION = {"vgg16": 1, "resnet50": 2, "senet50": 2}
 MEANS_BGR = {1: (93.5940, 104.7624, 129.1863), 2: (91.4953, 103.8827, 131.0912)}
 
@@ -179,7 +182,9 @@ def _bottleneck(x, arch: str, stage: int, block: int, filters: int):
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, eps: float, padding="valid"):
     """Conv2D without bias, then BatchNormalization named `<conv name>_bn`."""
     x = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)(x)
-    return layers.BatchNormalization(axis=-1, epsilon=eps, name=f"{name}_bn")(x)
+    return layers.BatchNormalization(
+        axis=-1, epsilon=eps, momentum=BN_MOMENTUM, name=f"{name}_bn"
+    )(x)
 
 
 def _squeeze_excite(x, prefix: str):

@@ -1,0 +1,147 @@
+"""Honest cross-validation of the ensemble on the members' one family-fold assignment.
+
+`select` is the whole recipe on a set of OOF rows: score every method by cross-validation on
+those rows' folds, choose the best (or the fixed method), refit every method on all the rows, and
+fit the calibrator on the chosen method's cross-validated scores. `nested` runs `select` once per
+outer fold on the other folds' rows only and scores the held-out fold with it, so method choice,
+the weight search, `min_auc` and calibration never see the pairs they are scored on. The
+test-time ensemble is `select` on all OOF rows, reusing the outer folds' scores as its CV.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from kinship.ensemble.calibration import make_calibrator
+from kinship.ensemble.methods import Blender, rank_auc
+
+log = logging.getLogger(__name__)
+
+BlenderFactory = Callable[[str], Blender]
+
+
+def splits(folds: np.ndarray, groups: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, scored rows) per fold value; with a single fold present (K=2, inner CV), two
+    family-disjoint halves instead."""
+    values = np.unique(folds)
+    if len(values) >= 2:
+        return [(np.flatnonzero(folds != v), np.flatnonzero(folds == v)) for v in values]
+    families = np.unique(groups)
+    if len(families) < 2:
+        raise ValueError(f"cannot cross-validate {len(folds)} pairs from a single family")
+    half = np.isin(groups, families[1::2])
+    return [
+        (np.flatnonzero(~half), np.flatnonzero(half)),
+        (np.flatnonzero(half), np.flatnonzero(~half)),
+    ]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build the ensemble: a blender factory, the candidate methods, the fixed method (None:
+    the best by cross-validated AUC) and the calibrator kind."""
+
+    make: BlenderFactory
+    methods: list[str]
+    fixed: str | None
+    calibration: str
+
+
+@dataclass(frozen=True)
+class Rows:
+    """OOF rows: member probabilities X (pairs × members), labels, fold and family of each pair."""
+
+    X: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    groups: np.ndarray
+
+    def __getitem__(self, mask) -> Rows:
+        return Rows(self.X[mask], self.y[mask], self.folds[mask], self.groups[mask])
+
+
+def cross_val_scores(make: BlenderFactory, method: str, rows: Rows) -> np.ndarray:
+    """Out-of-fold scores of `method`: each split fits a fresh blender, scores its held-out rows."""
+    scores = np.empty(len(rows.y))
+    for fit, scored in splits(rows.folds, rows.groups):
+        scores[scored] = make(method).fit(rows.X[fit], rows.y[fit]).predict(rows.X[scored])
+    return scores
+
+
+@dataclass
+class Selection:
+    """The ensemble fitted on one set of OOF rows: every method refit, one chosen and calibrated."""
+
+    chosen: str
+    blenders: dict[str, Blender]
+    calibrator: object
+    cv_scores: dict[str, np.ndarray]
+    cv_auc: dict[str, float]
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        return self.blenders[self.chosen].predict(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.calibrator.predict(self.predict_raw(X))
+
+    def predict_all(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        return {method: blender.predict(X) for method, blender in self.blenders.items()}
+
+
+def select(recipe: Recipe, rows: Rows, cv_scores: dict[str, np.ndarray] | None = None) -> Selection:
+    """Choose and fit the ensemble on these rows only (see the module docstring); `cv_scores`,
+    when given, are the methods' out-of-fold scores on these rows (else computed here)."""
+    if cv_scores is None:
+        cv_scores = {m: cross_val_scores(recipe.make, m, rows) for m in recipe.methods}
+    cv_auc = {m: rank_auc(rows.y, cv_scores[m]) for m in recipe.methods}
+    best = max(recipe.methods, key=lambda m: np.nan_to_num(cv_auc[m], nan=-1.0))
+    chosen = recipe.fixed or best
+    blenders = {m: recipe.make(m).fit(rows.X, rows.y) for m in recipe.methods}
+    calibrator = make_calibrator(recipe.calibration).fit(cv_scores[chosen], rows.y)
+    return Selection(chosen, blenders, calibrator, cv_scores, cv_auc)
+
+
+@dataclass
+class NestedResult:
+    """Out-of-fold scores of every method, of the nested choice (raw and calibrated), the choice
+    and kept members of each outer fold, and the test-time selection on all rows."""
+
+    method_scores: dict[str, np.ndarray]
+    selected: np.ndarray
+    calibrated: np.ndarray
+    choices: dict[int, str]
+    kept: dict[int, list[str]]
+    final: Selection
+
+
+def nested(recipe: Recipe, rows: Rows) -> NestedResult:
+    """Outer loop over the fold column: select on the other folds, score the held-out one."""
+    n = len(rows.y)
+    method_scores = {m: np.empty(n) for m in recipe.methods}
+    selected, calibrated = np.empty(n), np.empty(n)
+    choices, kept = {}, {}
+    for value in np.unique(rows.folds):
+        scored = rows.folds == value
+        try:
+            inner = select(recipe, rows)  # MUTANT
+        except ValueError as err:
+            raise ValueError(f"outer fold {value} (fitting on the other folds): {err}") from None
+        for method, scores in inner.predict_all(rows.X[scored]).items():
+            method_scores[method][scored] = scores
+        selected[scored] = inner.predict_raw(rows.X[scored])
+        calibrated[scored] = inner.calibrator.predict(selected[scored])
+        choices[int(value)] = inner.chosen
+        kept[int(value)] = inner.blenders[inner.chosen].kept_names
+        log.info(
+            "ensemble: outer fold %d chose %s (inner CV auc %.4f), members %s",
+            value,
+            inner.chosen,
+            inner.cv_auc[inner.chosen],
+            ", ".join(kept[int(value)]),
+        )
+    final = select(recipe, rows, method_scores)
+    return NestedResult(method_scores, selected, calibrated, choices, kept, final)
