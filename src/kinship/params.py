@@ -112,8 +112,8 @@ class HeadParams:
     hidden: list[int] = field(default_factory=lambda: [64])
     dropout: float = 0.1
     normalize: bool = True
-    """Scale each embedding to unit root-mean-square before the pair features: keeps its
-    direction, bounds the features' magnitude (unnormalised random-init maps gave BCE losses > 5)."""
+    """Scale each embedding to unit root-mean-square before the pair features: keeps direction,
+    bounds the features' magnitude (unnormalised random-init maps gave BCE losses > 5)."""
 
     def check(self, path: str) -> None:
         check(len(self.features) > 0, f"{path}.features", "a non-empty list", self.features)

@@ -24,6 +24,9 @@ HOLDOUT_PAIRS_TABLE = PREPARED_DIR / "holdout_pairs.parquet"
 TEST_PAIRS_TABLE = PREPARED_DIR / "test_pairs.parquet"
 PREPARE_SUMMARY = REPORTS_DIR / "prepare" / "summary.json"
 CACHE_REPORTS_DIR = REPORTS_DIR / "cache"
+SUBMISSION_FILE = Path("submission.csv")
+ENSEMBLE_MODELS_DIR = MODELS_DIR / "ensemble"
+ENSEMBLE_REPORTS_DIR = REPORTS_DIR / "ensemble"
 
 
 def cache_file(size: int) -> Path:

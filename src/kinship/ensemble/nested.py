@@ -127,7 +127,7 @@ def nested(recipe: Recipe, rows: Rows) -> NestedResult:
     for value in np.unique(rows.folds):
         scored = rows.folds == value
         try:
-            inner = select(recipe, rows)  # MUTANT
+            inner = select(recipe, rows[~scored])
         except ValueError as err:
             raise ValueError(f"outer fold {value} (fitting on the other folds): {err}") from None
         for method, scores in inner.predict_all(rows.X[scored]).items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,9 +20,9 @@ from kinship.params import EnsembleParams, Params
 
 log = logging.getLogger(__name__)
 
-SUBMISSION_FILE = Path("submission.csv")
-MODELS_DIR = paths.MODELS_DIR / "ensemble"
-REPORTS_DIR = paths.REPORTS_DIR / "ensemble"
+SUBMISSION_FILE = paths.SUBMISSION_FILE
+MODELS_DIR = paths.ENSEMBLE_MODELS_DIR
+REPORTS_DIR = paths.ENSEMBLE_REPORTS_DIR
 TABLES = ("oof", "holdout", "test")
 
 

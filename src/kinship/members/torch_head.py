@@ -3,8 +3,8 @@
 Pair features (Kaggle FIW 4th/6th place), chosen by `head.features` and concatenated in the order
 given: `sq_diff` (x1−x2)², `sq_sub` x1²−x2², `prod` x1·x2, `abs_diff` |x1−x2| (D values each) and
 `cosine` (one value), computed on embeddings scaled to unit root-mean-square when
-`head.normalize` is set. Then `head.hidden` dense layers (ReLU, dropout) and a 1-unit logit; the loss
-is BCE on the logit and probabilities are its sigmoid.
+`head.normalize` is set. Then `head.hidden` dense layers (ReLU, dropout) and a 1-unit logit;
+the loss is BCE on the logit and probabilities are its sigmoid.
 """
 
 from __future__ import annotations

@@ -182,9 +182,9 @@ def _bottleneck(x, arch: str, stage: int, block: int, filters: int):
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, eps: float, padding="valid"):
     """Conv2D without bias, then BatchNormalization named `<conv name>_bn`."""
     x = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)(x)
-    return layers.BatchNormalization(
-        axis=-1, epsilon=eps, momentum=BN_MOMENTUM, name=f"{name}_bn"
-    )(x)
+    return layers.BatchNormalization(axis=-1, epsilon=eps, momentum=BN_MOMENTUM, name=f"{name}_bn")(
+        x
+    )
 
 
 def _squeeze_excite(x, prefix: str):
