@@ -48,13 +48,20 @@ def run(cmd: list[str], cwd: Path, timeout: float = 1800) -> subprocess.Complete
     return proc
 
 
+OUTPUT_DIRS = ("data/", "models/", "reports/", "submission.csv")
+"""Pipeline outputs (DVC writes them; a copy must not carry a workspace's stale ones)."""
+
+
 def copy_project(dest: Path) -> Path:
-    """Copy the project's files (tracked, and untracked but not ignored) into a fresh git repo."""
+    """Copy the project's files (tracked, and untracked but not ignored; no pipeline outputs)
+    into a fresh git repo."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
         cwd=REPO, capture_output=True, check=True,
     ).stdout.decode().split("\0")  # fmt: skip
     for rel in filter(None, listed):
+        if rel.startswith(OUTPUT_DIRS) and not rel.endswith(".gitignore"):
+            continue
         src = REPO / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)

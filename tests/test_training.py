@@ -92,6 +92,7 @@ def numpy_pipeline(tmp_path, monkeypatch):
     member registered; returns the params."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(registry.MODELS, "numpy_test", "numpy_member:NumpyMember")
+    monkeypatch.setitem(registry.LIMITS, "numpy_test", registry.ModelLimits(min_input_size=16))
     generate(paths.SYNTHETIC_DIR, SynthConfig(n_families=16, n_test_families=4, image_size=48))
     prepare(paths.SYNTHETIC_DIR, FoldParams(k=2, seed=0), PairParams())
     images = pd.read_parquet(paths.IMAGES_TABLE)
