@@ -120,3 +120,22 @@ def test_folds_trained_one_by_one_then_collected_and_committed(ci_pipeline):
     run(["kinship", "train", "--member", "siamese_cnn", "--collect"], work)
     run(["dvc", "commit", "--force", "train@siamese_cnn"], work)
     assert _stages_in_status(work) == set()
+
+
+def test_ensemble_params_rerun_only_ensemble_and_report(ci_pipeline):
+    work = ci_pipeline
+    downstream = {"ensemble", "report"} & set(
+        run(["dvc", "stage", "list", "--name-only"], work).stdout.split()
+    )
+    assert "ensemble" in downstream
+    try:
+        member = next(iter(load_params(work / "params.yaml").members))
+        _edit_params(work, lambda raw: raw["ensemble"]["weights"].update({member: 2.0}))
+        assert _stages_in_status(work) == downstream
+        out = run(["dvc", "repro"], work).stdout
+        ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+        assert ran == downstream
+    finally:
+        run(["git", "checkout", "params.yaml"], work)
+        run(["dvc", "repro"], work)
+    assert (work / "submission.csv").is_file()
