@@ -32,6 +32,8 @@ stages, in DAG order:
               out-of-fold, holdout and test predictions, checkpoints, metrics and curves;
               `--fold K` trains one fold alone (one per GPU/machine), `--collect` merges them
   ensemble    blend the members' OOF predictions (nested family-fold CV), calibrate, submission.csv
+  report      reports/index.html: a self-contained page comparing members and ensemble (tables,
+              ROC, correlations, calibration, confusion matrix, data summary, test AUC if labelled)
 
 profiles (partial params files): `kinship profile profiles/fiw.yaml` switches params.yaml to the
 real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny test pipeline.
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--fold", type=int, help="train this fold only (collect later)")
     which.add_argument("--collect", action="store_true", help="merge trained folds' outputs")
     sub.add_parser("ensemble", help="combine the members and write submission.csv")
+    sub.add_parser("report", help="write reports/index.html (self-contained, no network)")
     sub.add_parser("check-params", help="validate params.yaml (with any --profile) and exit")
     profile = sub.add_parser(
         "profile", help="merge a profile into params.yaml in place (comments kept), validated first"
@@ -138,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             from kinship.ensemble.stage import run_ensemble
 
             run_ensemble(params)
+        elif args.command == "report":
+            from kinship.report.stage import run_report
+
+            run_report(params)
     except (ValueError, FileNotFoundError) as err:
         print(f"kinship {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -27,6 +27,15 @@ CACHE_REPORTS_DIR = REPORTS_DIR / "cache"
 SUBMISSION_FILE = Path("submission.csv")
 ENSEMBLE_MODELS_DIR = MODELS_DIR / "ensemble"
 ENSEMBLE_REPORTS_DIR = REPORTS_DIR / "ensemble"
+MEMBER_REPORTS_DIR = REPORTS_DIR / "members"
+REPORT_HTML = REPORTS_DIR / "index.html"
+REPORT_FIGURES_DIR = REPORTS_DIR / "figures"
+"""The report's figures as SVG files: DVC image plots (rendered offline, no JavaScript)."""
+REPORT_PLOTS_DIR = REPORTS_DIR / "plots"
+"""The figures' data as CSV (one row per point): DVC data plots."""
+REPORT_METRICS = REPORTS_DIR / "report" / "metrics.json"
+TEST_LABELS_NAME = "test_labels.csv"
+"""Optional, beside sample_submission.csv under data.root (the synthetic dataset has it)."""
 
 
 def cache_file(size: int) -> Path:
