@@ -125,6 +125,15 @@ class Member(abc.ABC):
                     )
 
 
+def check_image_batch(images: np.ndarray, who: str) -> None:
+    """Raise a ValueError unless `images` is a uint8 RGB batch (N, H, W, 3)."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        kind = getattr(images, "dtype", type(images).__name__)
+        raise ValueError(f"{who} expects a uint8 numpy array, got {kind}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{who} expects (N, H, W, 3) RGB images, got {images.shape}")
+
+
 def _leaves(key: str, theirs: Any, mine: Any) -> list[tuple[str, Any, Any]]:
     """(dotted key, checkpoint value, member value) for a key, one level into mappings."""
     if isinstance(mine, dict):

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from kinship.members.base import check_image_batch
+
 INPUT_SIZE = 160  # what the published weights were trained at
 MIN_INPUT_SIZE = 75  # smallest input whose last map is ≥ 1×1 (measured: 74 px fails in mixed_7a)
 EMBEDDING_DIM = 512
@@ -34,11 +36,7 @@ def min_input_size() -> int:
 
 def preprocess(images: np.ndarray) -> np.ndarray:
     """uint8 RGB images (N, H, W, 3) → float32 `(x − 127.5) / 128`, NCHW (facenet-pytorch's)."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        kind = getattr(images, "dtype", type(images).__name__)
-        raise ValueError(f"FaceNet preprocess expects a uint8 numpy array, got {kind}")
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"FaceNet preprocess expects (N, H, W, 3) RGB images, got {images.shape}")
+    check_image_batch(images, "FaceNet preprocess")
     out = images.transpose(0, 3, 1, 2).astype(np.float32, order="C")
     out -= 127.5
     out /= 128.0

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from kinship.members.base import check_image_batch
+
 PAPER_INPUT_SIZE = 105
 CONV_LAYERS = ((64, 10), (128, 7), (128, 4), (256, 4))  # (output channels, square kernel), stride 1
 POOL_AFTER = (True, True, True, False)  # 2x2 max-pool, stride 2, after each conv but the last
@@ -53,11 +55,7 @@ def min_input_size() -> int:
 
 def preprocess(images: np.ndarray) -> np.ndarray:
     """uint8 RGB images (N, H, W, 3) → float32 in [0, 1], NCHW."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        kind = getattr(images, "dtype", type(images).__name__)
-        raise ValueError(f"Koch preprocess expects a uint8 numpy array, got {kind}")
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"Koch preprocess expects (N, H, W, 3) RGB images, got {images.shape}")
+    check_image_batch(images, "Koch preprocess")
     out = images.transpose(0, 3, 1, 2).astype(np.float32, order="C")
     out /= 255.0
     return out
