@@ -8,6 +8,7 @@ dataclass's `__post_init__` and raise `ValueError` the same way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -59,13 +60,9 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        inner = [a for a in args if a is not type(None)]
-        errors = []
-        for option in inner:
-            try:
+        for option in (a for a in args if a is not type(None)):
+            with contextlib.suppress(ValueError):  # try the next type of the union
                 return convert(option, value, path)
-            except ValueError as err:
-                errors.append(err)
         raise _type_error(path, tp, value)
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, path)

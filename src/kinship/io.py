@@ -9,7 +9,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -59,3 +62,16 @@ def write_json(path: Path, data: Any) -> None:
     with atomic_file(path) as fh:
         json.dump(data, fh, indent=2, sort_keys=False)
         fh.write("\n")
+
+
+def read_parquet_columns(path: Path, columns: list[str], rerun: str) -> pd.DataFrame:
+    """A parquet table that must have `columns`; errors name the file and what reruns it."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: missing ({rerun})")
+    table = pd.read_parquet(path)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (has {list(table.columns)}; {rerun})")
+    return table

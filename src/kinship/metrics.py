@@ -27,19 +27,11 @@ def bootstrap_auc(
 
     Pairs of one family are correlated, so resampling pairs would give intervals too narrow.
     """
-    labels, probs = np.asarray(labels), np.asarray(probs)
-    codes, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(codes))]
-    rng = np.random.default_rng(seed)
-    scores = []
-    for _ in range(n_boot):
-        picked = np.concatenate([members[g] for g in rng.integers(len(codes), size=len(codes))])
-        score = auc(labels[picked], probs[picked])
-        if not np.isnan(score):
-            scores.append(score)
-    if not scores:
+    boots = family_bootstrap_aucs(labels, probs, groups, seed, n_boot)[:, 0]
+    boots = boots[~np.isnan(boots)]
+    if not len(boots):
         return float("nan"), float("nan")
-    low, high = np.percentile(scores, [2.5, 97.5])
+    low, high = np.percentile(boots, [2.5, 97.5])
     return float(low), float(high)
 
 

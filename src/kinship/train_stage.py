@@ -121,13 +121,14 @@ class MemberTrainer:
             "test.parquet": prep.test,
         }
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
+        rows_of_person = prep.rows_of_person(self.bad)
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
         with atomic_dir(fold_dir(self.name, fold)) as out, self._live(fold) as live:
             for seed in self.mp.seeds:
                 start = time.perf_counter()
                 self.member.reset(member_seed(tp.train.seed, seed, fold))
                 rng = np.random.default_rng([tp.train.seed, seed, fold])
-                sampler = PairSampler(split, prep.rows_of_person(self.bad), rng)
+                sampler = PairSampler(split, rows_of_person, rng)
                 history = fit(
                     self.member, self.embedder, sampler, inner_rows, rng,
                     on_epoch=lambda r, s=seed: self._log_epoch(live, fold, s, r),

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kinship import paths
+from kinship.io import read_parquet_columns
 from kinship.metrics import pair_families
 
 RESERVED = ("pair_id", "fold", "label", "kind", "family", "img_pair")
@@ -80,13 +81,7 @@ def check_member_name(name: str) -> None:
 
 
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing (run `dvc repro prepare`)")
-    table = pd.read_parquet(path)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing} (has {list(table.columns)})")
-    return table
+    return read_parquet_columns(path, columns, "run `dvc repro prepare`")
 
 
 def _family_of(images: pd.DataFrame) -> dict[str, str]:

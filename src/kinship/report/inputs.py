@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kinship import paths
+from kinship.io import read_parquet_columns
 
 PAIR_COLUMNS = ("pair_id", "fold", "label", "kind", "family")
 METHOD_PREFIX = "ensemble_"
@@ -113,12 +114,7 @@ def require(data: dict[str, Any], dotted: str, path: Path) -> Any:
 
 def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     """The per-pair table with `columns`, at least one row, finite scores."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing ({_producer(path)})")
-    table = pd.read_parquet(path)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing} (rerun {_producer(path)})")
+    table = read_parquet_columns(path, columns, f"rerun {_producer(path)}")
     if not len(table):
         raise ValueError(f"{path}: no rows (rerun {_producer(path)})")
     scores = table[columns[len(PAIR_COLUMNS) :]].to_numpy(dtype=float)
