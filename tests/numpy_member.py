@@ -46,8 +46,10 @@ class NumpyMember(Member):
         logit = f @ self.state["w"] + self.state["b"][0]
         return d, z, f, 1 / (1 + np.exp(-logit))
 
-    def train_step(self, x1, x2, y):
-        d, z, f, p = self._forward(self.preprocess(x1), self.preprocess(x2))
+    def train_step(self, images, partners, labels):
+        x = self.preprocess(images)
+        d, z, f, p = self._forward(*_pairs(x, partners))
+        y = np.asarray(labels).reshape(-1)
         g = (p - y) / len(y)
         grad_w, grad_b = f.T @ g, g.sum()
         grad_a = d.T @ (g[:, None] * self.state["w"] * 2 * z)
@@ -56,7 +58,9 @@ class NumpyMember(Member):
         self.state["b"] -= self.lr * grad_b
         return float(-np.mean(y * np.log(p + 1e-7) + (1 - y) * np.log(1 - p + 1e-7)))
 
-    def train_head_step(self, e1, e2, y):
+    def train_head_step(self, embeddings, partners, labels):
+        e1, e2 = _pairs(embeddings, partners)
+        y = np.asarray(labels).reshape(-1)
         f = (e1 - e2) ** 2
         p = 1 / (1 + np.exp(-(f @ self.state["w"] + self.state["b"][0])))
         g = (p - y) / len(y)
@@ -92,3 +96,9 @@ class NumpyMember(Member):
     def load(self, directory: Path):
         with np.load(directory / "weights.npz") as data:
             self.state = {k: data[k] for k in data.files}
+
+
+def _pairs(x, partners):
+    """Rows of a group batch → the two sides of its B·M pairs."""
+    anchors = np.repeat(np.arange(len(x)), partners.shape[1])
+    return x[anchors], x[np.asarray(partners).reshape(-1)]

@@ -47,7 +47,7 @@ def test_torch_member_process_never_loads_tensorflow(model):
         m = create_member("m", MemberParams(model={model!r}, input_size=80, batch_size=2))
         m.build(); m.reset(0)
         x = np.zeros((2, 80, 80, 3), np.uint8)
-        m.train_step(x, x, np.array([1, 0], np.float32))
+        m.train_step(x, np.array([[1], [0]], np.int32), np.array([[1], [0]], np.float32))
         print("tensorflow" in sys.modules, "keras" in sys.modules)
         """
     )

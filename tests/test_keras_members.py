@@ -25,6 +25,7 @@ from test_vggface_weights import load_spec, model_array, write_keras2_weights
 keras = pytest.importorskip("keras")
 
 from kinship.members import keras_head  # noqa: E402
+from kinship.members.base import pairs_as_groups  # noqa: E402
 from kinship.members.keras_vggface import VggFace16Member, VggFaceResNet50Member  # noqa: E402
 from kinship.members.vggface_weights import weights_file_name  # noqa: E402
 from kinship.params import PAIR_FEATURES, HeadParams, MemberParams  # noqa: E402
@@ -42,7 +43,9 @@ def images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def pair_batch(n: int, size: int = 32, seed: int = 0):
-    return images(n, size, seed), images(n, size, seed + 1), np.arange(n, dtype=np.float32) % 2
+    """n pairs as a group batch (2n images, one partner each)."""
+    y = np.arange(n, dtype=np.float32) % 2
+    return pairs_as_groups(images(n, size, seed), images(n, size, seed + 1), y)
 
 
 def built(params: MemberParams, cls=VggFace16Member, name: str = "m", seed: int = 0):
@@ -88,14 +91,14 @@ def tiny():
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="counts TensorFlow traces")
 def test_reset_and_steps_do_not_retrace(tiny):
-    x1, x2, y = pair_batch(4)
-    tiny.train_step(x1, x2, y)
-    tiny.embed(x1)
+    batch = pair_batch(4)
+    tiny.train_step(*batch)
+    tiny.embed(batch[0])
     traces, train_function = dict(tiny.traces), tiny.models.siamese.train_function
     start = time.perf_counter()
     tiny.reset(1)
-    tiny.train_step(x1, x2, y)
-    tiny.embed(x1)
+    tiny.train_step(*batch)
+    tiny.embed(batch[0])
     seconds = time.perf_counter() - start
     assert tiny.models.siamese.train_function is train_function
     assert tiny.traces == traces, f"reset + step + embed took {seconds:.2f} s"
@@ -114,10 +117,10 @@ def test_reset_is_seeded_and_clears_the_optimiser(tiny):
     tiny.set_learning_rate(1e-5)
     assert tiny.get_learning_rate() == pytest.approx(1e-5)
     losses = [tiny.train_step(*pair_batch(4)) for _ in range(2)]
-    tiny.train_head_step(first[0], first[0][::-1], np.float32([1, 0, 1, 0]))
+    tiny.train_head_step(*pairs_as_groups(first[0], first[0][::-1], np.float32([1, 0, 1, 0])))
     tiny.reset(1)
     assert tiny.get_learning_rate() == pytest.approx(TINY.lr)
-    for model in (tiny.models.siamese, tiny.models.head):
+    for model in (tiny.models.siamese, tiny.models.group_head):
         assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
         moments = [v for v in model.optimizer.variables if v.name != "learning_rate"]
         assert all(not np.any(keras.ops.convert_to_numpy(v)) for v in moments)
@@ -137,7 +140,9 @@ def test_train_step_moves_backbone_and_head_head_step_only_the_head(tiny):
     assert not same(head, weights_of(tiny.models.head))
     backbone, head = weights_of(tiny.models.backbone), weights_of(tiny.models.head)
     e = tiny.embed(images(8))
-    assert math.isfinite(tiny.train_head_step(e[:4], e[4:], np.float32([1, 0, 1, 0])))
+    assert math.isfinite(
+        tiny.train_head_step(*pairs_as_groups(e[:4], e[4:], np.float32([1, 0] * 2)))
+    )
     assert same(backbone, weights_of(tiny.models.backbone))
     assert not same(head, weights_of(tiny.models.head))
 
@@ -234,7 +239,7 @@ def test_frozen_pretrained_trains_only_its_head(vgg16_weights):
     assert math.isfinite(member.train_step(*pair_batch(2)))
     e = member.embed(images(4))
     assert np.all(np.isfinite(e))
-    assert math.isfinite(member.train_head_step(e[:2], e[2:], np.float32([1, 0])))
+    assert math.isfinite(member.train_head_step(*pairs_as_groups(e[:2], e[2:], np.float32([1, 0]))))
     assert_backbone_is(member, arrays)
     assert not same(head, weights_of(member.models.head))
 
@@ -304,6 +309,7 @@ ROUND_TRIP = textwrap.dedent(
     """
     import sys, tempfile
     import keras, numpy as np
+    from kinship.members.base import pairs_as_groups
     from kinship.members.registry import create_member
     from kinship.params import HeadParams, MemberParams
 
@@ -317,7 +323,7 @@ ROUND_TRIP = textwrap.dedent(
     member.build()
     member.reset(0)
     before = member.embed(x1)
-    assert np.isfinite(member.train_step(x1, x2, y))
+    assert np.isfinite(member.train_step(*pairs_as_groups(x1, x2, y)))
     assert not np.allclose(before, member.embed(x1))
     probs = member.score(member.embed(x1), member.embed(x2))
     with tempfile.TemporaryDirectory() as checkpoint:

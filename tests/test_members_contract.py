@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kinship.members.base import pairs_as_groups
 from kinship.members.registry import MODELS, create_member
-from kinship.params import MemberParams
+from kinship.params import HeadParams, MemberParams
 
 VGGFACE_V1_BGR = np.array([93.5940, 104.7624, 129.1863])
 VGGFACE_V2_BGR = np.array([91.4953, 103.8827, 131.0912])
@@ -46,9 +47,11 @@ def test_registry_limits_match_the_members_code():
         assert LIMITS[f"vggface_{arch}"].min_input_size >= vggface_arch.min_input_size(arch)
 
 
-def _member(model: str):
+def _member(model: str, head: HeadParams | None = None):
     size, width = SMALL[model]
-    params = MemberParams(model=model, input_size=size, width=width, batch_size=4, lr=1e-2)
+    params = MemberParams(
+        model=model, input_size=size, width=width, batch_size=4, lr=1e-2, head=head or HeadParams()
+    )
     member = create_member(f"contract_{model}", params)
     member.build()
     member.reset(0)
@@ -74,7 +77,7 @@ def test_member_contract(model, tmp_path):
 
     # one optimiser step changes the (unfrozen) backbone: embeddings move
     before = member.embed(x1)
-    loss = member.train_step(x1, x2, y)
+    loss = member.train_step(*pairs_as_groups(x1, x2, y))
     assert np.isfinite(loss)
     after = member.embed(x1)
     assert before.shape == after.shape and before.shape[0] == 4
@@ -82,7 +85,7 @@ def test_member_contract(model, tmp_path):
 
     # a tiny epoch, then probabilities in [0, 1], one per pair
     for _ in range(2):
-        member.train_step(x2, x1, y)
+        member.train_step(*pairs_as_groups(x2, x1, y))
     e1, e2 = member.embed(x1), member.embed(x2)
     probs = member.score(e1, e2)
     assert probs.shape == (4,) and np.all((probs >= 0) & (probs <= 1))
@@ -94,7 +97,7 @@ def test_member_contract(model, tmp_path):
     np.testing.assert_allclose(member.embed(x1), fresh, rtol=1e-5, atol=1e-5)
 
     # save → a new member → load gives identical predictions
-    member.train_step(x1, x2, y)
+    member.train_step(*pairs_as_groups(x1, x2, y))
     member.save(tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "config.json").is_file()
     expected = member.score(member.embed(x1), member.embed(x2))
@@ -102,3 +105,35 @@ def test_member_contract(model, tmp_path):
     twin.load(tmp_path / "ckpt")
     got = twin.score(twin.embed(x1), twin.embed(x2))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_group_batch_loss_is_the_mean_bce_of_its_pairs(model):
+    """A group batch scores exactly the pairs (i, partners[i, j]): the head step's loss equals
+    the BCE of `score` on those pairs written out one by one (no dropout: train = inference)."""
+    member = _member(model, HeadParams(hidden=[8], dropout=0.0))
+    rng = np.random.default_rng(5)
+    embeddings = member.embed(_images(6, member.input_size, 4))
+    partners = rng.integers(0, 6, size=(6, 3)).astype(np.int32)
+    labels = rng.integers(0, 2, size=(6, 3)).astype(np.float32)
+    anchors = np.repeat(np.arange(6), 3)
+    probs = member.score(embeddings[anchors], embeddings[partners.reshape(-1)]).astype(np.float64)
+    expected = -np.mean(
+        labels.reshape(-1) * np.log(probs) + (1 - labels.reshape(-1)) * np.log(1 - probs)
+    )
+    assert member.train_head_step(embeddings, partners, labels) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("partners", "labels", "match"),
+    [
+        (np.zeros((3, 2), np.int32), np.zeros((3, 2), np.float32), r"shape \(4, M\)"),
+        (np.zeros((4, 2), np.int32), np.zeros((4, 3), np.float32), "labels"),
+        (np.full((4, 2), 4, np.int32), np.zeros((4, 2), np.float32), r"rows in \[0, 4\)"),
+        (np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32), "integer rows"),
+    ],
+)
+def test_bad_group_batches_are_rejected(partners, labels, match):
+    member = _member("siamese_cnn")
+    with pytest.raises(ValueError, match=match):
+        member.train_step(_images(4, member.input_size, 0), partners, labels)

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kinship.members import torch_head  # noqa: E402
+from kinship.members.base import pairs_as_groups  # noqa: E402
 from kinship.members.facenet import FacenetMember  # noqa: E402
 from kinship.members.siamese_cnn import SiameseCnnMember  # noqa: E402
 from kinship.params import PAIR_FEATURES, HeadParams, MemberParams  # noqa: E402
@@ -29,8 +30,9 @@ def images(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def pair_batch(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n pairs as a group batch (2n images, one partner each)."""
     y = np.arange(n, dtype=np.float32) % 2
-    return images(n, size, seed), images(n, size, seed + 1), y
+    return pairs_as_groups(images(n, size, seed), images(n, size, seed + 1), y)
 
 
 def built(cls, params: MemberParams, name: str = "m", seed: int = 0):
@@ -98,7 +100,7 @@ def test_train_head_step_leaves_backbone_alone(koch_member):
     koch_member.reset(0)
     e = koch_member.embed(images(8, 64))
     before = snapshot(koch_member.net)
-    koch_member.train_head_step(e[:4], e[4:], np.float32([1, 0, 1, 0]))
+    koch_member.train_head_step(*pairs_as_groups(e[:4], e[4:], np.float32([1, 0, 1, 0])))
     moved = changed(before, koch_member.net)
     assert moved and all(k.startswith("head.") for k in moved)
 
@@ -218,7 +220,7 @@ def test_facenet_frozen_trains_only_its_head(facenet_weights):
     before = snapshot(member.net)
     member.train_step(*pair_batch(2, 80))
     e = member.embed(images(4, 80))
-    member.train_head_step(e[:2], e[2:], np.float32([1, 0]))
+    member.train_head_step(*pairs_as_groups(e[:2], e[2:], np.float32([1, 0])))
     assert_backbone_is(member, weights)  # BatchNorm statistics included
     assert changed(before, member.net) and all(
         k.startswith("head.") for k in changed(before, member.net)

@@ -44,7 +44,7 @@ class StateMember:
     def __init__(self, params):
         self.params, self.lr, self.frozen, self.epoch = params, params.lr, False, 0
 
-    def train_step(self, x1, x2, y):
+    def train_step(self, images, partners, labels):
         return 0.0
 
     def get_state(self):
@@ -192,3 +192,42 @@ def test_selection_never_embeds_validation_holdout_or_test_images(numpy_pipeline
     forbidden = set(prepared.rows(val["img1"])) | set(prepared.rows(val["img2"]))
     forbidden |= set(prepared.images.loc[prepared.images["split"] == "test", "row"])
     assert seen and not forbidden & set(seen)
+
+
+def test_group_batches_pair_each_image_with_kin_and_other_families(numpy_pipeline):
+    prepared = Prepared.load()
+    split = training.split_fold(
+        prepared.images, prepared.people, prepared.relationships, 0, 0.25, 0, 2
+    )
+    rows_of_person = prepared.rows_of_person(set())
+    sampler = training.GroupSampler(split, rows_of_person, np.random.default_rng(0))
+    person_of = dict(zip(prepared.images["row"], prepared.images["person"], strict=True))
+    family_of = dict(zip(prepared.people["person"], prepared.people["family"], strict=True))
+    kin = {frozenset(r) for r in split.fit_relationships[["p1", "p2"]].to_numpy()}
+    fitting = set(split.fit_people["person"])
+    for _ in range(20):
+        rows, partners, labels = sampler.sample(16)
+        assert rows.shape == (16,) and partners.shape == labels.shape == (16, 4)
+        assert {person_of[r] for r in rows} <= fitting  # never inner, validation or test
+        assert (labels.sum(axis=1) == 2).all()  # half kin, half non-kin, for every image
+        for i, j in np.ndindex(partners.shape):
+            a, b = person_of[rows[i]], person_of[rows[partners[i, j]]]
+            if labels[i, j] == 1:
+                assert frozenset((a, b)) in kin
+            else:
+                assert family_of[a] != family_of[b]
+    with pytest.raises(ValueError, match="multiple of 4 and at least 8"):
+        sampler.sample(10)
+
+
+def test_group_batches_need_two_families_with_relationships(numpy_pipeline):
+    prepared = Prepared.load()
+    split = training.split_fold(
+        prepared.images, prepared.people, prepared.relationships, 0, 0.25, 0, 2
+    )
+    one_family = split.fit_people["family"].iloc[0]
+    people = set(split.fit_people.loc[split.fit_people["family"] == one_family, "person"])
+    rels = split.fit_relationships
+    split.fit_relationships = rels[rels["p1"].isin(people)]
+    with pytest.raises(ValueError, match="usable relationships in 1 family"):
+        training.GroupSampler(split, prepared.rows_of_person(set()), np.random.default_rng(0))

@@ -157,7 +157,9 @@ class MemberParams:
     """Freeze the backbone (needs weights): embeddings computed once, only the head trains."""
     epochs: int = 4
     steps_per_epoch: int = 20
-    batch_size: int = 16
+    batch_size: int = 32
+    """Images per training step, in groups of four: two images of each side of a relationship
+    (see `kinship.training.GroupSampler`); each image is trained on four pairs."""
     lr: float = 1e-3
     lr_factor: float = 0.5
     """ReduceLROnPlateau: multiply the learning rate by this when the inner AUC stalls."""
@@ -194,7 +196,12 @@ class MemberParams:
             )
         for key in ("epochs", "steps_per_epoch", "batch_size"):
             check(getattr(self, key) >= 1, f"{path}.{key}", "an integer >= 1", getattr(self, key))
-        check(self.batch_size >= 2, f"{path}.batch_size", "an integer >= 2", self.batch_size)
+        check(
+            self.batch_size >= 8 and self.batch_size % 4 == 0,
+            f"{path}.batch_size",
+            "a multiple of 4 and at least 8 (images per step, four per relationship)",
+            self.batch_size,
+        )
         check(self.lr > 0, f"{path}.lr", "> 0", self.lr)
         check(0 < self.lr_factor < 1, f"{path}.lr_factor", "a factor in (0, 1)", self.lr_factor)
         check(len(self.seeds) >= 1, f"{path}.seeds", "a non-empty list of seeds", self.seeds)

@@ -106,7 +106,7 @@ class MemberTrainer:
 
     def train_fold(self, fold: int) -> None:
         """Train every seed on one fold; write checkpoints, predictions and timing atomically."""
-        from kinship.training import PairSampler, fit, split_fold
+        from kinship.training import GroupSampler, fit, split_fold
 
         prep, tp = self.prepared, self.params
         split = split_fold(
@@ -128,7 +128,7 @@ class MemberTrainer:
                 start = time.perf_counter()
                 self.member.reset(member_seed(tp.train.seed, seed, fold))
                 rng = np.random.default_rng([tp.train.seed, seed, fold])
-                sampler = PairSampler(split, rows_of_person, rng)
+                sampler = GroupSampler(split, rows_of_person, rng)
                 history = fit(
                     self.member, self.embedder, sampler, inner_rows, rng,
                     on_epoch=lambda r, s=seed: self._log_epoch(live, fold, s, r),

@@ -2,8 +2,9 @@
 
 1. The fold's training families (all folds but k, never the holdout) are split, family-disjoint and
    seeded, into a fitting part and an inner slice (`train.inner_fraction`).
-2. Each epoch samples fresh training pairs from the fitting part: half kin (a random relationship
-   row, random images), half non-kin (people of two different fitting families).
+2. Each step samples a fresh group batch from the fitting part (`GroupSampler`): images of random
+   relationship rows, each image paired with its relative's images (kin) and with as many images
+   of other families in the batch (non-kin) — half kin, half non-kin, each image embedded once.
 3. After each epoch the true ROC AUC on the inner slice's fixed pairs drives checkpoint choice,
    ReduceLROnPlateau and early stopping. The fold's validation pairs are predicted once, at the end,
    with the best checkpoint restored.
@@ -89,8 +90,20 @@ def split_fold(
     )
 
 
-class PairSampler:
-    """Fresh training pairs each epoch: half kin, half non-kin from two different families."""
+KIN_IMAGES = 2
+"""Images of each side of a sampled relationship in a group batch (so each image has this many kin
+partners, and as many non-kin ones)."""
+
+
+class GroupSampler:
+    """Fresh training batches each step: groups of kin images with in-batch non-kin partners.
+
+    A batch of B images holds B / (2 × KIN_IMAGES) random relationship rows of the fitting part,
+    KIN_IMAGES random images of each of its two people. Each image is paired with the KIN_IMAGES
+    images of its relative (label 1) and with KIN_IMAGES images of people from other families in
+    the batch (label 0): half kin, half non-kin, negatives only across families, and every image
+    embedded once for 2 × KIN_IMAGES pairs.
+    """
 
     def __init__(
         self,
@@ -98,37 +111,56 @@ class PairSampler:
         rows_of_person: dict[str, np.ndarray],
         rng: np.random.Generator,
     ):
-        usable = [p for p in split.fit_people["person"] if len(rows_of_person.get(p, ())) > 0]
-        people = split.fit_people.set_index("person").loc[usable]
-        self.persons = np.array(usable, dtype=object)
-        self.families = people["family"].to_numpy()
+        usable = {p for p in split.fit_people["person"] if len(rows_of_person.get(p, ())) > 0}
+        family_of = dict(zip(split.fit_people["person"], split.fit_people["family"], strict=True))
         rels = split.fit_relationships
         keep = rels["p1"].isin(usable) & rels["p2"].isin(usable)
-        self.kin = rels[keep].to_numpy()
-        if len(self.kin) == 0 or len(set(self.families)) < 2:
-            raise ValueError("no usable training relationships or fewer than two families")
+        self.kin = rels[keep][["p1", "p2"]].to_numpy()
+        self.kin_family = np.array([family_of[p] for p in self.kin[:, 0]], dtype=object)
+        if len(set(self.kin_family)) < 2:
+            raise ValueError(
+                f"the fitting families have usable relationships in {len(set(self.kin_family))} "
+                "family; group batches need two (use more data or fewer folds)"
+            )
         self.rows_of = rows_of_person
         self.rng = rng
 
-    def _image(self, person: str) -> int:
-        rows = self.rows_of[person]
-        return int(rows[self.rng.integers(len(rows))])
+    def _relationships(self, n: int) -> np.ndarray:
+        """`n` random relationship rows spanning at least two families."""
+        while True:
+            chosen = self.rng.choice(len(self.kin), size=n, replace=n > len(self.kin))
+            if len(set(self.kin_family[chosen])) >= 2:
+                return chosen
 
-    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cache rows of `n` pairs and their labels (float32), shuffled."""
-        n_kin = n // 2
-        rows1, rows2 = [], []
-        for p1, p2 in self.kin[self.rng.integers(len(self.kin), size=n_kin)]:
-            rows1.append(self._image(p1))
-            rows2.append(self._image(p2))
-        while len(rows1) < n:
-            i, j = self.rng.integers(len(self.persons), size=2)
-            if self.families[i] != self.families[j]:
-                rows1.append(self._image(self.persons[i]))
-                rows2.append(self._image(self.persons[j]))
-        labels = np.r_[np.ones(n_kin), np.zeros(n - n_kin)].astype(np.float32)
-        order = self.rng.permutation(n)
-        return np.array(rows1)[order], np.array(rows2)[order], labels[order]
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cache rows (B,), partners (B, 2·KIN_IMAGES) and labels (B, 2·KIN_IMAGES) float32."""
+        group = 2 * KIN_IMAGES
+        if batch_size % group or batch_size < 2 * group:
+            raise ValueError(
+                f"batch_size must be a multiple of {group} and at least {2 * group} (images "
+                f"per step), got {batch_size}"
+            )
+        chosen = self._relationships(batch_size // group)
+        rows = np.empty(batch_size, np.int64)
+        family = np.repeat(self.kin_family[chosen], group)
+        for g, (p1, p2) in enumerate(self.kin[chosen]):
+            for side, person in enumerate((p1, p2)):
+                own = self.rows_of[person]
+                start = g * group + side * KIN_IMAGES
+                rows[start : start + KIN_IMAGES] = own[self.rng.integers(len(own), size=KIN_IMAGES)]
+        index = np.arange(batch_size)
+        partners = np.empty((batch_size, group), np.int32)
+        for i in index:
+            g, side = divmod(i, group)
+            relative = g * group + (1 - side // KIN_IMAGES) * KIN_IMAGES
+            others = index[family != family[i]]
+            partners[i, :KIN_IMAGES] = np.arange(relative, relative + KIN_IMAGES)
+            partners[i, KIN_IMAGES:] = self.rng.choice(
+                others, size=KIN_IMAGES, replace=len(others) < KIN_IMAGES
+            )
+        labels = np.zeros((batch_size, group), np.float32)
+        labels[:, :KIN_IMAGES] = 1.0
+        return rows, partners, labels
 
 
 class Embedder:
@@ -181,7 +213,7 @@ class Embedder:
 def fit(
     member: Member,
     embedder: Embedder,
-    sampler: PairSampler,
+    sampler: GroupSampler,
     inner_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     rng: np.random.Generator,
     on_epoch: Callable[[dict], None] = lambda record: None,
@@ -194,11 +226,11 @@ def fit(
         # 1. one epoch of fresh pairs
         start, losses = time.perf_counter(), []
         for _ in range(p.steps_per_epoch):
-            rows1, rows2, labels = sampler.sample(p.batch_size)
-            losses.append(_step(member, embedder, rows1, rows2, labels, rng))
+            rows, partners, labels = sampler.sample(p.batch_size)
+            losses.append(_step(member, embedder, rows, partners, labels, rng))
         seconds = time.perf_counter() - start
         history.train_seconds += seconds
-        history.train_images += 2 * p.steps_per_epoch * p.batch_size
+        history.train_images += p.steps_per_epoch * p.batch_size
         # 2. the true AUC on the inner slice
         inner_auc = auc(labels_inner, embedder.predict(rows1_inner, rows2_inner))
         record = {
@@ -206,7 +238,7 @@ def fit(
             "loss": float(np.mean(losses)),
             "inner_auc": inner_auc,
             "lr": member.get_learning_rate(),
-            "img_per_s": 2 * p.steps_per_epoch * p.batch_size / seconds,
+            "img_per_s": p.steps_per_epoch * p.batch_size / seconds,
         }
         history.epochs.append(record)
         on_epoch(record)
@@ -226,13 +258,13 @@ def fit(
     return history
 
 
-def _step(member, embedder, rows1, rows2, labels, rng) -> float:
+def _step(member, embedder, rows, partners, labels, rng) -> float:
     aug = member.params.augment
     if member.frozen:
-        flips = rng.random(2) < 0.5 if aug.flip else (False, False)
-        e1 = embedder.embed_rows(rows1, flipped=bool(flips[0]))
-        e2 = embedder.embed_rows(rows2, flipped=bool(flips[1]))
-        return member.train_head_step(e1, e2, labels)
-    x1 = augment(embedder.cache[rows1], rng, aug)
-    x2 = augment(embedder.cache[rows2], rng, aug)
-    return member.train_step(x1, x2, labels)
+        embeddings = embedder.embed_rows(rows)
+        if aug.flip:  # frozen embeddings are cached per image and mirror image
+            mirrored = rng.random(len(rows)) < 0.5
+            if mirrored.any():
+                embeddings[mirrored] = embedder.embed_rows(rows[mirrored], flipped=True)
+        return member.train_head_step(embeddings, partners, labels)
+    return member.train_step(augment(embedder.cache[rows], rng, aug), partners, labels)

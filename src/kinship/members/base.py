@@ -8,6 +8,11 @@ symmetric scoring, flip TTA and seeds. A member never sees a pair table or a fil
 Images cross this boundary as uint8 RGB arrays (N, S, S, 3) with S = `params.input_size`;
 embeddings as float32 (N, D); labels and probabilities as float32 (N,).
 
+Training batches are *groups*: B images, each embedded once, and for each image i the M pairs
+(i, partners[i, j]) with labels[i, j] — partners (B, M) are rows of the same batch. One backbone
+pass thus trains B × M pairs instead of B / 2 (`kinship.training.GroupSampler` draws them; a plain
+list of pairs is the M = 1 case, see `pairs_as_groups`).
+
 Frameworks are imported inside the implementing module only (TensorFlow before torchvision in one
 process segfaults); this module imports neither.
 """
@@ -67,12 +72,16 @@ class Member(abc.ABC):
 
     # -- training ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def train_step(self, x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> float:
-        """One optimiser step (BCE, Adam) on a batch of image pairs; returns the batch loss."""
+    def train_step(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> float:
+        """One optimiser step (BCE, Adam) on a group batch: images (B, S, S, 3) uint8, partners
+        (B, M) rows of `images`, labels (B, M). Returns the mean loss over the B × M pairs."""
 
     @abc.abstractmethod
-    def train_head_step(self, e1: np.ndarray, e2: np.ndarray, y: np.ndarray) -> float:
-        """One optimiser step of the pair head alone on precomputed embeddings (frozen backbone)."""
+    def train_head_step(
+        self, embeddings: np.ndarray, partners: np.ndarray, labels: np.ndarray
+    ) -> float:
+        """One optimiser step of the pair head alone on precomputed embeddings (B, D) (frozen
+        backbone), with the same partners and labels as `train_step`."""
 
     @abc.abstractmethod
     def set_learning_rate(self, lr: float) -> None: ...
@@ -132,6 +141,35 @@ def check_image_batch(images: np.ndarray, who: str) -> None:
         raise ValueError(f"{who} expects a uint8 numpy array, got {kind}")
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{who} expects (N, H, W, 3) RGB images, got {images.shape}")
+
+
+def check_groups(n: int, partners: np.ndarray, labels: np.ndarray) -> None:
+    """Raise a ValueError unless partners/labels describe pairs inside a batch of `n` rows."""
+    partners, labels = np.asarray(partners), np.asarray(labels)
+    if partners.ndim != 2 or partners.shape[0] != n or labels.shape != partners.shape:
+        raise ValueError(
+            f"a group batch needs partners and labels of shape ({n}, M) for {n} images, got "
+            f"partners {partners.shape} and labels {labels.shape}"
+        )
+    if not np.issubdtype(partners.dtype, np.integer) or (
+        partners.size and (partners.min() < 0 or partners.max() >= n)
+    ):
+        raise ValueError(f"partners must be integer rows in [0, {n}) of the same batch")
+
+
+def pairs_as_groups(
+    x1: np.ndarray, x2: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """N plain pairs as a group batch: images [x1; x2] (2N), each the partner of its pair's
+    other image (M = 1), so every pair is trained in both orders."""
+    if not len(x1) == len(x2) == len(y):
+        raise ValueError(
+            f"pairs need equal lengths (x1, x2, y), got {len(x1)}, {len(x2)}, {len(y)}"
+        )
+    n = len(x1)
+    partners = np.r_[np.arange(n, 2 * n), np.arange(n)].astype(np.int32)[:, None]
+    labels = np.r_[y, y].astype(np.float32)[:, None]
+    return np.concatenate([x1, x2]), partners, labels
 
 
 def _leaves(key: str, theirs: Any, mine: Any) -> list[tuple[str, Any, Any]]:

@@ -1,10 +1,13 @@
 """The VGGFace members (VGG16, ResNet50, SENet50): Keras 3 backbones + the shared pair head.
 
-`build()` makes four models once and compiles two of them:
+`build()` makes five models once and compiles two of them:
 - `embedding`: images → concat(global max, global avg) of the backbone's last feature map;
-- `head`: [e1, e2] → pair logit (`keras_head`), compiled with its own Adam for `train_head_step`;
-- `siamese`: [x1, x2] → the backbone once on both batches concatenated (as the torch members, so
-  BatchNorm sees 2N images) → split → head; compiled with Adam + BCE for `train_step`.
+- `head`: [e1, e2] → pair logit (`keras_head`), used to score;
+- `group_head`: [embeddings (B, D), partners (B, M)] → the head on each row's in-batch pairs →
+  logits (B, M) (`base` explains group batches); compiled with its own Adam for
+  `train_head_step`;
+- `siamese`: [images, partners] → the embedding model once on the batch → `group_head`;
+  compiled with Adam + BCE for `train_step`.
 Steps go through `train_on_batch` / `predict_on_batch`, so each function is traced once per
 process; `reset` only assigns variables (donor models built from the seed, or the pretrained
 backbone kept at build) and never recompiles. Inference pads batches to a few fixed sizes so
@@ -33,7 +36,7 @@ from keras import layers, ops
 
 from kinship.io import write_json
 from kinship.members import keras_head
-from kinship.members.base import CONFIG_FILE, Member
+from kinship.members.base import CONFIG_FILE, Member, check_groups
 from kinship.members.vggface_arch import (
     build_backbone,
     min_input_size,
@@ -47,26 +50,30 @@ WEIGHTS_FILE = "model.weights.h5"
 SCORE_BATCH = 4096
 
 
-class BatchConcat(layers.Layer):
-    """[x1, x2] → one batch (2N, ...)."""
+class GroupPairs(layers.Layer):
+    """[embeddings (B, D), partners (B, M)] → the B·M pairs' two embeddings, (B·M, D) each."""
 
-    def call(self, x1, x2):
-        return ops.concatenate([x1, x2], axis=0)
+    def call(self, embeddings, partners):
+        anchors = ops.expand_dims(ops.arange(ops.shape(embeddings)[0], dtype="int32"), 1)
+        anchors = ops.reshape(anchors + ops.zeros_like(partners), (-1,))
+        return (
+            ops.take(embeddings, anchors, axis=0),
+            ops.take(embeddings, ops.reshape(partners, (-1,)), axis=0),
+        )
 
-    def compute_output_shape(self, x1_shape, x2_shape):
-        rows = None if None in (x1_shape[0], x2_shape[0]) else x1_shape[0] + x2_shape[0]
-        return (rows, *x1_shape[1:])
+    def compute_output_shape(self, embeddings_shape, partners_shape):
+        pairs = (None, embeddings_shape[-1])
+        return pairs, pairs
 
 
-class BatchSplit(layers.Layer):
-    """One batch (2N, ...) → its two halves."""
+class Regroup(layers.Layer):
+    """[pair logits (B·M, 1), partners (B, M)] → logits (B, M)."""
 
-    def call(self, x):
-        return tuple(ops.split(x, 2, axis=0))
+    def call(self, logits, partners):
+        return ops.reshape(logits, ops.shape(partners))
 
-    def compute_output_shape(self, shape):
-        half = (None if shape[0] is None else shape[0] // 2, *shape[1:])
-        return half, half
+    def compute_output_shape(self, logits_shape, partners_shape):
+        return tuple(partners_shape)
 
 
 @dataclass
@@ -74,6 +81,7 @@ class _Models:
     backbone: keras.Model
     embedding: keras.Model
     head: keras.Model
+    group_head: keras.Model
     siamese: keras.Model
 
 
@@ -122,12 +130,13 @@ class KerasMember(Member):
             backbone.trainable = not self.frozen  # before compiling
             embedding = pooled_features(backbone, name="embedding")
             head = self._new_head(embedding.output_shape[-1])
-            siamese = _siamese(embedding, head, self.params.input_size)
-        for model in (siamese, head):
+            group_head = _group_head(head, embedding.output_shape[-1])
+            siamese = _siamese(embedding, group_head, self.params.input_size)
+        for model in (siamese, group_head):
             model.compile(optimizer=keras.optimizers.Adam(self.params.lr), loss=keras_head.loss())
             # its variables now, not inside the first step (TensorFlow would trace that twice)
             model.optimizer.build(model.trainable_variables)
-        self._models = _Models(backbone, embedding, head, siamese)
+        self._models = _Models(backbone, embedding, head, group_head, siamese)
 
     def reset(self, seed: int) -> None:
         models = self.models
@@ -145,7 +154,7 @@ class KerasMember(Member):
             # 3. head from scratch (its dropout seed state too)
             _copy_variables(self._new_head(models.embedding.output_shape[-1]), models.head)
         # 4. optimisers cleared, learning rate back to params.lr
-        for model in (models.siamese, models.head):
+        for model in (models.siamese, models.group_head):
             _restart_optimizer(model.optimizer, self.params.lr)
 
     def _new_backbone(self) -> keras.Model:
@@ -166,17 +175,20 @@ class KerasMember(Member):
             keras.config.set_dtype_policy(previous)
 
     # -- training -----------------------------------------------------------------------------
-    def train_step(self, x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> float:
-        _check_batch(x1, x2, y)
-        inputs = [self.preprocess(x1), self.preprocess(x2)]
-        return float(self.models.siamese.train_on_batch(inputs, _floats(y)))
+    def train_step(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> float:
+        check_groups(len(images), partners, labels)
+        inputs = [self.preprocess(images), _rows(partners)]
+        return float(self.models.siamese.train_on_batch(inputs, _floats(labels)))
 
-    def train_head_step(self, e1: np.ndarray, e2: np.ndarray, y: np.ndarray) -> float:
-        _check_batch(e1, e2, y)
-        return float(self.models.head.train_on_batch([_floats(e1), _floats(e2)], _floats(y)))
+    def train_head_step(
+        self, embeddings: np.ndarray, partners: np.ndarray, labels: np.ndarray
+    ) -> float:
+        check_groups(len(embeddings), partners, labels)
+        inputs = [_floats(embeddings), _rows(partners)]
+        return float(self.models.group_head.train_on_batch(inputs, _floats(labels)))
 
     def set_learning_rate(self, lr: float) -> None:
-        for model in (self.models.siamese, self.models.head):
+        for model in (self.models.siamese, self.models.group_head):
             model.optimizer.learning_rate = float(lr)
 
     def get_learning_rate(self) -> float:
@@ -222,7 +234,7 @@ class KerasMember(Member):
 
     def _optimizers(self) -> list[keras.optimizers.Optimizer]:
         """Left out of checkpoints (as in the torch members): a fold's best state is the model."""
-        return [self.models.siamese.optimizer, self.models.head.optimizer]
+        return [self.models.siamese.optimizer, self.models.group_head.optimizer]
 
 
 class VggFace16Member(KerasMember):
@@ -243,13 +255,22 @@ class VggFaceSeNet50Member(KerasMember):
     ARCH = "senet50"
 
 
-def _siamese(embedding: keras.Model, head: keras.Model, input_size: int) -> keras.Model:
-    """[x1, x2] → the embedding model once on both batches → the head's logit (N, 1)."""
-    shape = (input_size, input_size, 3)
-    x1, x2 = keras.Input(shape, name="image1"), keras.Input(shape, name="image2")
-    both = embedding(BatchConcat(name="both_images")(x1, x2))
-    e1, e2 = BatchSplit(name="split_embeddings")(both)
-    return keras.Model([x1, x2], head([e1, e2]), name="siamese")
+def _group_head(head: keras.Model, embedding_dim: int) -> keras.Model:
+    """[embeddings (B, D), partners (B, M)] → the head on every in-batch pair → logits (B, M)."""
+    embeddings = keras.Input((embedding_dim,), name="embeddings")
+    partners = keras.Input((None,), dtype="int32", name="partners")
+    e1, e2 = GroupPairs(name="group_pairs")(embeddings, partners)
+    logits = Regroup(name="regroup")(head([e1, e2]), partners)
+    return keras.Model([embeddings, partners], logits, name="group_head")
+
+
+def _siamese(embedding: keras.Model, group_head: keras.Model, input_size: int) -> keras.Model:
+    """[images, partners] → the embedding model once on the batch → group logits (B, M)."""
+    images = keras.Input((input_size, input_size, 3), name="images")
+    partners = keras.Input((None,), dtype="int32", name="partners")
+    return keras.Model(
+        [images, partners], group_head([embedding(images), partners]), name="siamese"
+    )
 
 
 def _copy_variables(source: keras.Model, target: keras.Model) -> None:
@@ -288,7 +309,10 @@ def _floats(array: np.ndarray) -> np.ndarray:
     return np.asarray(array, np.float32)
 
 
-def _check_batch(a: np.ndarray, b: np.ndarray, y: np.ndarray | None = None) -> None:
-    lengths = [len(a), len(b)] + ([] if y is None else [len(y)])
-    if len(set(lengths)) != 1:
-        raise ValueError(f"a batch of pairs needs equal lengths (x1, x2[, y]), got {lengths}")
+def _rows(partners: np.ndarray) -> np.ndarray:
+    return np.asarray(partners, np.int32)
+
+
+def _check_batch(a: np.ndarray, b: np.ndarray) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"pairs of embeddings need equal lengths, got {len(a)} and {len(b)}")

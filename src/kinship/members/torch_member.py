@@ -1,9 +1,10 @@
 """What the torch members share: a siamese net (backbone + pair head) behind the `Member` API.
 
-One forward of the siamese net runs the backbone once on both image batches concatenated, splits
-the embeddings and scores them with `torch_head.PairHead`. Training is Adam on BCE; with
-`freeze` the backbone has `requires_grad` off, stays in inference mode (BatchNorm statistics and
-dropout untouched) and is left out of the optimiser. The device is CUDA when available, else CPU.
+One forward of the siamese net runs the backbone once on a group batch of images and scores each
+image against its in-batch partners with `torch_head.PairHead` (see `base` for group batches).
+Training is Adam on BCE; with `freeze` the backbone has `requires_grad` off, stays in inference
+mode (BatchNorm statistics and dropout untouched) and is left out of the optimiser. The device is
+CUDA when available, else CPU.
 
 Mixed precision: with `mixed_precision` and CUDA, forward passes run under
 `torch.autocast(bfloat16)` (losses, embeddings and probabilities come back as float32); on CPU the
@@ -27,7 +28,7 @@ from torch import nn
 
 from kinship.io import atomic_file, write_json
 from kinship.members import torch_head
-from kinship.members.base import CONFIG_FILE, Member
+from kinship.members.base import CONFIG_FILE, Member, check_groups
 from kinship.params import MemberParams
 
 MODEL_FILE = "model.pt"
@@ -35,7 +36,7 @@ SCORE_BATCH = 8192
 
 
 class SiameseNet(nn.Module):
-    """Backbone + pair head: two preprocessed image batches → pair logits (N,)."""
+    """Backbone + pair head: preprocessed images (B, ...) and partners (B, M) → logits (B, M)."""
 
     def __init__(self, backbone: nn.Module, head: torch_head.PairHead, frozen: bool):
         super().__init__()
@@ -51,10 +52,19 @@ class SiameseNet(nn.Module):
             self.backbone.eval()  # a frozen backbone always runs in inference mode
         return self
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            embeddings = self.backbone(torch.cat([x1, x2]))
-        return self.head(*embeddings.split(len(x1)))
+            embeddings = self.backbone(images)
+        return group_logits(self.head, embeddings, partners)
+
+
+def group_logits(
+    head: torch_head.PairHead, embeddings: torch.Tensor, partners: torch.Tensor
+) -> torch.Tensor:
+    """Head logits (B, M) of each row's pairs (i, partners[i, j]) inside one batch."""
+    anchors = torch.arange(len(embeddings), device=embeddings.device).unsqueeze(1)
+    anchors = anchors.expand_as(partners).reshape(-1)
+    return head(embeddings[anchors], embeddings[partners.reshape(-1)]).view(partners.shape)
 
 
 class TorchMember(Member):
@@ -139,20 +149,25 @@ class TorchMember(Member):
     def _floats(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, np.float32), device=self.device)
 
+    def _rows(self, partners: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(partners, np.int64), device=self.device)
+
     # -- training -----------------------------------------------------------------------------
-    def train_step(self, x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> float:
-        _check_batch(x1, x2, y)
+    def train_step(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> float:
+        check_groups(len(images), partners, labels)
         self.net.train()
         with self._autocast():
-            logits = self.net(self._images(x1), self._images(x2))
-        return self._step(logits, y)
+            logits = self.net(self._images(images), self._rows(partners))
+        return self._step(logits, labels)
 
-    def train_head_step(self, e1: np.ndarray, e2: np.ndarray, y: np.ndarray) -> float:
-        _check_batch(e1, e2, y)
+    def train_head_step(
+        self, embeddings: np.ndarray, partners: np.ndarray, labels: np.ndarray
+    ) -> float:
+        check_groups(len(embeddings), partners, labels)
         self.net.head.train()
         with self._autocast():
-            logits = self.net.head(self._floats(e1), self._floats(e2))
-        return self._step(logits, y)
+            logits = group_logits(self.net.head, self._floats(embeddings), self._rows(partners))
+        return self._step(logits, labels)
 
     def _step(self, logits: torch.Tensor, y: np.ndarray) -> float:
         loss = torch_head.loss(logits, self._floats(y))
@@ -214,7 +229,6 @@ class TorchMember(Member):
         self.net.load_state_dict(state)
 
 
-def _check_batch(a: np.ndarray, b: np.ndarray, y: np.ndarray | None = None) -> None:
-    lengths = [len(a), len(b)] + ([] if y is None else [len(y)])
-    if len(set(lengths)) != 1:
-        raise ValueError(f"a batch of pairs needs equal lengths (x1, x2[, y]), got {lengths}")
+def _check_batch(a: np.ndarray, b: np.ndarray) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"pairs of embeddings need equal lengths, got {len(a)} and {len(b)}")

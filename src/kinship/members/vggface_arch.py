@@ -12,6 +12,14 @@ keras-vggface's notop ResNet50/SENet50 end in a weightless `AveragePooling2D((7,
 `pooled_features` adds concat(global max pool, global average pool) on top of it. Weighted layers
 and arrays are one-to-one: 26 / 265 / 329 arrays.
 
+Random init: VGG16's convolutions (no BatchNorm) use He-normal weights (He et al. 2015): with
+Keras's default Glorot init the 13 ReLU layers shrank the signal until the member predicted a
+constant. Each ResNet/SENet bottleneck's last BatchNorm scale (`*_1x1_increase_bn` gamma) starts at zero, so
+every residual block starts as the identity (Goyal et al. 2017, "zero-gamma"). Measured on the
+synthetic data: with ones, the batch-statistics noise of 16 random blocks left no kinship signal
+in the training-mode embeddings (linear probe AUC 0.50; 0.57 with zeros) and the members did not
+learn. Pretrained weights overwrite it.
+
 Only `keras.layers` / `keras.ops`: the models run on the TensorFlow and torch backends.
 """
 
@@ -97,7 +105,10 @@ def build_vgg16(input_size: int = 224, width: float = 1.0) -> keras.Model:
         for conv in range(1, convs + 1):
             channels = scaled_channels(filters, width)
             name = f"conv{block}_{conv}"
-            x = layers.Conv2D(channels, 3, padding="same", activation="relu", name=name)(x)
+            x = layers.Conv2D(
+                channels, 3, padding="same", activation="relu", name=name,
+                kernel_initializer="he_normal",
+            )(x)  # fmt: skip
         x = layers.MaxPooling2D(2, strides=2, name=f"pool{block}")(x)
     return keras.Model(inputs, x, name="vggface_vgg16")
 
@@ -169,7 +180,8 @@ def _bottleneck(x, arch: str, stage: int, block: int, filters: int):
     y = layers.Activation("relu", name=f"{prefix}_1x1_reduce_relu")(y)
     y = _conv_bn(y, filters, 3, 1, f"{prefix}_3x3", eps, padding="same")
     y = layers.Activation("relu", name=f"{prefix}_3x3_relu")(y)
-    y = _conv_bn(y, channels, 1, 1, f"{prefix}_1x1_increase", eps)
+    # zero-init the branch's last BatchNorm scale: a random-init block starts as the identity
+    y = _conv_bn(y, channels, 1, 1, f"{prefix}_1x1_increase", eps, zero_gamma=True)
     if arch == "senet50":
         y = _squeeze_excite(y, prefix)
     shortcut = x
@@ -179,12 +191,17 @@ def _bottleneck(x, arch: str, stage: int, block: int, filters: int):
     return layers.Activation("relu", name=f"{prefix}_out")(y)
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, eps: float, padding="valid"):
-    """Conv2D without bias, then BatchNormalization named `<conv name>_bn`."""
+def _conv_bn(
+    x, filters: int, kernel: int, stride: int, name: str, eps: float, padding="valid",
+    zero_gamma: bool = False,
+):  # fmt: skip
+    """Conv2D without bias, then BatchNormalization named `<conv name>_bn` (scale initialised to
+    zeros with `zero_gamma`)."""
     x = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)(x)
-    return layers.BatchNormalization(axis=-1, epsilon=eps, momentum=BN_MOMENTUM, name=f"{name}_bn")(
-        x
-    )
+    return layers.BatchNormalization(
+        axis=-1, epsilon=eps, momentum=BN_MOMENTUM, name=f"{name}_bn",
+        gamma_initializer="zeros" if zero_gamma else "ones",
+    )(x)  # fmt: skip
 
 
 def _squeeze_excite(x, prefix: str):
