@@ -14,11 +14,11 @@ and arrays are one-to-one: 26 / 265 / 329 arrays.
 
 Random init: VGG16's convolutions (no BatchNorm) use He-normal weights (He et al. 2015): with
 Keras's default Glorot init the 13 ReLU layers shrank the signal until the member predicted a
-constant. Each ResNet/SENet bottleneck's last BatchNorm scale (`*_1x1_increase_bn` gamma) starts at zero, so
-every residual block starts as the identity (Goyal et al. 2017, "zero-gamma"). Measured on the
-synthetic data: with ones, the batch-statistics noise of 16 random blocks left no kinship signal
-in the training-mode embeddings (linear probe AUC 0.50; 0.57 with zeros) and the members did not
-learn. Pretrained weights overwrite it.
+constant. Each ResNet/SENet bottleneck's last BatchNorm scale (`*_1x1_increase_bn` gamma) starts
+at zero, so every residual block starts as the identity (Goyal et al. 2017, "zero-gamma").
+Measured on the synthetic data: with ones, the batch-statistics noise of 16 random blocks left no
+kinship signal in the training-mode embeddings (linear probe AUC 0.50; 0.57 with zeros) and the
+members did not learn. Pretrained weights overwrite it.
 
 Only `keras.layers` / `keras.ops`: the models run on the TensorFlow and torch backends.
 """
