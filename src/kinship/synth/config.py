@@ -12,7 +12,9 @@ class SynthConfig:
     seed: every random draw derives from it; same seed, same bytes.
     n_families / n_test_families: families under train/ and (separate) families behind test/.
     image_size: side of the square JPEG photos in pixels.
-    difficulty: 1.0 is the tuned default; 0 means exact inheritance and studio photos, larger
+    difficulty: 0.8 is the tuned default (HOG + logistic regression 0.82 on held-out families,
+        inside the [0.65, 0.85] window; learnable by the demo's random-init members in about a
+        CPU-minute each); 0 means exact inheritance and studio photos, larger
         values mean more trait mutation and stronger per-photo nuisance (pose, light, noise, JPEG).
     photos_per_person: inclusive [min, max] number of photos of a photographed person.
     family_size: inclusive [min, max] number of photographed people in a family.
@@ -26,7 +28,7 @@ class SynthConfig:
     n_families: int = 100
     n_test_families: int = 30
     image_size: int = 96
-    difficulty: float = 1.0
+    difficulty: float = 0.8
     photos_per_person: list[int] = field(default_factory=lambda: [1, 8])
     family_size: list[int] = field(default_factory=lambda: [2, 9])
     missing_folder_rate: float = 0.35
