@@ -97,6 +97,16 @@ def test_architecture_limits_are_params_errors(model, change, message):
         parse_params(raw)
 
 
+@pytest.mark.parametrize("batch_size", [4, 10, 2])
+def test_batch_size_must_hold_whole_relationship_groups(batch_size):
+    raw = _raw()
+    name = next(iter(raw["members"]))
+    raw["members"][name]["batch_size"] = batch_size
+    expected = rf"{name}.batch_size must be a multiple of 4 and at least 8 .*got {batch_size}"
+    with pytest.raises(ValueError, match=expected):
+        parse_params(raw)
+
+
 def test_unknown_head_feature_suggests():
     raw = _raw()
     name = next(iter(raw["members"]))

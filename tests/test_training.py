@@ -216,7 +216,7 @@ def test_group_batches_pair_each_image_with_kin_and_other_families(numpy_pipelin
                 assert frozenset((a, b)) in kin
             else:
                 assert family_of[a] != family_of[b]
-    with pytest.raises(ValueError, match="multiple of 4 and at least 8"):
+    with pytest.raises(ValueError, match="batch_size must be a multiple of 4 and at least 8"):
         sampler.sample(10)
 
 

@@ -144,6 +144,21 @@ class AugmentParams:
         check(0 <= self.colour < 1, f"{path}.colour", "a fraction in [0, 1)", self.colour)
 
 
+GROUP_IMAGES = 4
+"""Images of one sampled relationship in a training batch: two of each side."""
+
+
+def check_group_batch_size(batch_size: int, path: str) -> None:
+    """A training batch holds whole relationship groups, and at least two (two families)."""
+    check(
+        batch_size >= 2 * GROUP_IMAGES and batch_size % GROUP_IMAGES == 0,
+        path,
+        f"a multiple of {GROUP_IMAGES} and at least {2 * GROUP_IMAGES} (images per step, "
+        f"{GROUP_IMAGES} per relationship)",
+        batch_size,
+    )
+
+
 @dataclass(frozen=True)
 class MemberParams:
     model: str
@@ -158,8 +173,8 @@ class MemberParams:
     epochs: int = 4
     steps_per_epoch: int = 20
     batch_size: int = 32
-    """Images per training step, in groups of four: two images of each side of a relationship
-    (see `kinship.training.GroupSampler`); each image is trained on four pairs."""
+    """Images per training step, in groups of GROUP_IMAGES: two images of each side of a
+    relationship (see `kinship.training.GroupSampler`); each image is trained on four pairs."""
     lr: float = 1e-3
     lr_factor: float = 0.5
     """ReduceLROnPlateau: multiply the learning rate by this when the inner AUC stalls."""
@@ -196,12 +211,7 @@ class MemberParams:
             )
         for key in ("epochs", "steps_per_epoch", "batch_size"):
             check(getattr(self, key) >= 1, f"{path}.{key}", "an integer >= 1", getattr(self, key))
-        check(
-            self.batch_size >= 8 and self.batch_size % 4 == 0,
-            f"{path}.batch_size",
-            "a multiple of 4 and at least 8 (images per step, four per relationship)",
-            self.batch_size,
-        )
+        check_group_batch_size(self.batch_size, f"{path}.batch_size")
         check(self.lr > 0, f"{path}.lr", "> 0", self.lr)
         check(0 < self.lr_factor < 1, f"{path}.lr_factor", "a factor in (0, 1)", self.lr_factor)
         check(len(self.seeds) >= 1, f"{path}.seeds", "a non-empty list of seeds", self.seeds)

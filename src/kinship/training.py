@@ -26,6 +26,7 @@ from kinship.augment import augment, flip_horizontal
 from kinship.members.base import Member
 from kinship.metrics import auc
 from kinship.pairs import validation_pairs
+from kinship.params import GROUP_IMAGES, check_group_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def split_fold(
     )
 
 
-KIN_IMAGES = 2
+KIN_IMAGES = GROUP_IMAGES // 2
 """Images of each side of a sampled relationship in a group batch (so each image has this many kin
 partners, and as many non-kin ones)."""
 
@@ -134,12 +135,8 @@ class GroupSampler:
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cache rows (B,), partners (B, 2·KIN_IMAGES) and labels (B, 2·KIN_IMAGES) float32."""
-        group = 2 * KIN_IMAGES
-        if batch_size % group or batch_size < 2 * group:
-            raise ValueError(
-                f"batch_size must be a multiple of {group} and at least {2 * group} (images "
-                f"per step), got {batch_size}"
-            )
+        check_group_batch_size(batch_size, "batch_size")
+        group = GROUP_IMAGES
         chosen = self._relationships(batch_size // group)
         rows = np.empty(batch_size, np.int64)
         family = np.repeat(self.kin_family[chosen], group)

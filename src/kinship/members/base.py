@@ -157,6 +157,12 @@ def check_groups(n: int, partners: np.ndarray, labels: np.ndarray) -> None:
         raise ValueError(f"partners must be integer rows in [0, {n}) of the same batch")
 
 
+def check_pairs(e1: np.ndarray, e2: np.ndarray) -> None:
+    """Raise a ValueError unless two embedding batches pair up row by row."""
+    if len(e1) != len(e2):
+        raise ValueError(f"pairs of embeddings need equal lengths, got {len(e1)} and {len(e2)}")
+
+
 def pairs_as_groups(
     x1: np.ndarray, x2: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

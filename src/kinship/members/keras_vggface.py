@@ -36,7 +36,7 @@ from keras import layers, ops
 
 from kinship.io import write_json
 from kinship.members import keras_head
-from kinship.members.base import CONFIG_FILE, Member, check_groups
+from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
 from kinship.members.vggface_arch import (
     build_backbone,
     min_input_size,
@@ -200,7 +200,7 @@ class KerasMember(Member):
         return _predict(self.models.embedding, [self.preprocess(images)], batch)
 
     def score(self, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
-        _check_batch(e1, e2)
+        check_pairs(e1, e2)
         logits = _predict(self.models.head, [_floats(e1), _floats(e2)], SCORE_BATCH)
         return keras_head.probabilities(logits)
 
@@ -311,8 +311,3 @@ def _floats(array: np.ndarray) -> np.ndarray:
 
 def _rows(partners: np.ndarray) -> np.ndarray:
     return np.asarray(partners, np.int32)
-
-
-def _check_batch(a: np.ndarray, b: np.ndarray) -> None:
-    if len(a) != len(b):
-        raise ValueError(f"pairs of embeddings need equal lengths, got {len(a)} and {len(b)}")

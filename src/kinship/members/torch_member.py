@@ -28,7 +28,7 @@ from torch import nn
 
 from kinship.io import atomic_file, write_json
 from kinship.members import torch_head
-from kinship.members.base import CONFIG_FILE, Member, check_groups
+from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
 from kinship.params import MemberParams
 
 MODEL_FILE = "model.pt"
@@ -195,7 +195,7 @@ class TorchMember(Member):
         return np.concatenate(chunks)
 
     def score(self, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
-        _check_batch(e1, e2)
+        check_pairs(e1, e2)
         head = self.net.head.eval()
         chunks = [np.zeros(0, np.float32)]
         with torch.no_grad(), self._autocast():
@@ -227,8 +227,3 @@ class TorchMember(Member):
             raise FileNotFoundError(f"{path}: checkpoint weights not found (written by save)")
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.net.load_state_dict(state)
-
-
-def _check_batch(a: np.ndarray, b: np.ndarray) -> None:
-    if len(a) != len(b):
-        raise ValueError(f"pairs of embeddings need equal lengths, got {len(a)} and {len(b)}")
