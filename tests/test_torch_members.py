@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -267,3 +268,38 @@ def test_mixed_precision_on_cuda():
     e = member.embed(images(4, 64))
     p = member.score(e[:2], e[2:])
     assert e.dtype == np.float32 and p.dtype == np.float32 and np.all((p >= 0) & (p <= 1))
+
+
+# --- repeatability -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def torch_settings(threads: int, deterministic: bool):
+    old_threads, old_mode = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_mode)
+
+
+@pytest.mark.parametrize("cls, params", [(SiameseCnnMember, KOCH), (FacenetMember, FACENET)])
+def test_training_matches_torch_deterministic_mode(cls, params):
+    """Seeded CPU training repeats bit for bit: what the default kernels compute equals what
+    torch's deterministic-algorithms mode computes (threaded, as in the train stage). Gathering
+    the partners by indexing failed this: its backward (`index_put_` with accumulation) adds in a
+    thread-dependent order, and two runs of one commit gave different members."""
+    size, group = params.input_size, 16
+    x = images(group, size)
+    partners = np.stack([(np.arange(group) + k) % group for k in (1, 2, 3, 4)], axis=1)
+    y = (np.arange(partners.size).reshape(partners.shape) % 2).astype(np.float32)
+    states = []
+    for deterministic in (False, True):
+        with torch_settings(threads=2, deterministic=deterministic):
+            member = built(cls, dataclasses.replace(params, batch_size=group))
+            for _ in range(3):
+                member.train_step(x, partners, y)
+            states.append(snapshot(member.net))
+    assert changed(states[0], member.net) == []

@@ -61,10 +61,17 @@ class SiameseNet(nn.Module):
 def group_logits(
     head: torch_head.PairHead, embeddings: torch.Tensor, partners: torch.Tensor
 ) -> torch.Tensor:
-    """Head logits (B, M) of each row's pairs (i, partners[i, j]) inside one batch."""
-    anchors = torch.arange(len(embeddings), device=embeddings.device).unsqueeze(1)
-    anchors = anchors.expand_as(partners).reshape(-1)
-    return head(embeddings[anchors], embeddings[partners.reshape(-1)]).view(partners.shape)
+    """Head logits (B, M) of each row's pairs (i, partners[i, j]) inside one batch.
+
+    The partners' embeddings are gathered with a one-hot matrix product rather than by indexing:
+    the backward pass of indexing accumulates with `index_put_`, whose CPU kernel adds rows in a
+    thread-dependent order, so two runs from one seed drifted apart; a matrix product's gradient
+    is a matrix product, which repeats. At B ≈ 32 the product costs nothing next to the backbone.
+    """
+    count, dim = embeddings.shape
+    anchors = embeddings.unsqueeze(1).expand(count, partners.shape[1], dim).reshape(-1, dim)
+    selector = nn.functional.one_hot(partners.reshape(-1), count).to(embeddings.dtype)
+    return head(anchors, selector @ embeddings).view(partners.shape)
 
 
 class TorchMember(Member):
