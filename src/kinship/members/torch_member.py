@@ -126,7 +126,9 @@ class TorchMember(Member):
             self.load_pretrained(backbone, self.params.weights_path)
             self._pretrained_backbone = copy.deepcopy(backbone.state_dict())
         head = torch_head.PairHead(backbone.out_features, self.params.head)
-        self._net = SiameseNet(backbone, head, frozen=self.frozen).to(self.device)
+        self._net = SiameseNet(backbone, head, frozen=self.frozen).to(
+            self.device, memory_format=torch.channels_last
+        )
         self._optimizer = self._new_optimizer()
 
     def reset(self, seed: int) -> None:
@@ -151,7 +153,10 @@ class TorchMember(Member):
         return contextlib.nullcontext()
 
     def _images(self, images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.preprocess(images)).to(self.device)
+        # channels-last (NHWC in memory), like the weights: oneDNN's and cuDNN's fast layout
+        # (measured here on CPU: FaceNet embeds about a third faster; training within noise)
+        batch = torch.from_numpy(self.preprocess(images)).to(self.device)
+        return batch.contiguous(memory_format=torch.channels_last)
 
     def _floats(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, np.float32), device=self.device)
