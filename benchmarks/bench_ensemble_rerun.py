@@ -25,7 +25,9 @@ def main() -> int:
     original = params_path.read_text()
     raw = yaml.safe_load(original)
     member = next(iter(raw["members"]))
-    raw["ensemble"]["weights"] = {**(raw["ensemble"]["weights"] or {}), member: 3.0}
+    # a weight this workspace has not seen: a repeated one is restored from DVC's run cache
+    weight = round(2.0 + time.time() % 1.0, 6)
+    raw["ensemble"]["weights"] = {**(raw["ensemble"]["weights"] or {}), member: weight}
     try:
         params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
         start = time.perf_counter()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from ensemblefixtures import DATA_ROOT, Fabricated, Member, constant, fabricate, raw_params, signal
+from ensemblefixtures import Fabricated, Member, constant, fabricate, raw_params, signal
 from scipy.stats import norm
 
 from kinship import paths
@@ -72,8 +72,9 @@ def build_workspace(work: Path, holdout_families: int = 10) -> Workspace:
     for i, name in enumerate(MEMBERS):
         write_member_reports(work, name, fab, i)
     write_summary(work, fab)
-    (work / DATA_ROOT / paths.TEST_LABELS_NAME).write_text(
-        fab.test_pairs[["img_pair"]].assign(is_related=fab.test_labels).to_csv(index=False)
+    # what prepare writes from the dataset's test_labels.csv
+    fab.test_pairs[["img_pair"]].assign(is_related=fab.test_labels.astype("int8")).to_parquet(
+        work / paths.TEST_LABELS_TABLE, index=False
     )
     return Workspace(work, fab, params)
 

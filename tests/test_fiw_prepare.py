@@ -88,6 +88,68 @@ def test_dataset_without_test_split(tmp_path):
     assert len(index.test_pairs) == 0 and (index.images["split"] == "train").all()
 
 
+TEST_PAIRS = [
+    "face00000.jpg-face00001.jpg",
+    "face00002.jpg-face00003.jpg",
+    "face00004.jpg-face00005.jpg",
+    "face00001.jpg-face00004.jpg",
+]
+
+
+def write_test_labels(root, rows, header="img_pair,is_related"):
+    (root / "test_labels.csv").write_text("\n".join([header, *rows]) + "\n")
+
+
+def test_test_labels_are_read_in_any_order(quirky):
+    assert index_dataset(quirky).test_labels.empty  # the quirky dataset publishes none
+    write_test_labels(quirky, [f"{p},{i % 2}" for i, p in reversed(list(enumerate(TEST_PAIRS)))])
+    labels = index_dataset(quirky).test_labels
+    assert (
+        list(labels.columns) == ["img_pair", "is_related"] and labels["is_related"].dtype == "int8"
+    )
+    assert dict(zip(labels["img_pair"], labels["is_related"], strict=True)) == {
+        p: i % 2 for i, p in enumerate(TEST_PAIRS)
+    }
+
+
+@pytest.mark.parametrize(
+    "rows, header, message",
+    [
+        (
+            [f"{p},1" for p in TEST_PAIRS],
+            "pair,label",
+            r"test_labels.csv: header must start with img_pair,is_related",
+        ),
+        (
+            [f"{TEST_PAIRS[0]},0.7", *(f"{p},1" for p in TEST_PAIRS[1:])],
+            None,
+            r"test_labels.csv, row 2: is_related must be 0 or 1, got '0.7'",
+        ),
+        (
+            [*(f"{p},1" for p in TEST_PAIRS), "face00000.jpg-face00005.jpg,0"],
+            None,
+            r"test_labels.csv, row 6: img_pair 'face00000.jpg-face00005.jpg' is not in "
+            r"sample_submission.csv",
+        ),
+        (
+            [*(f"{p},1" for p in TEST_PAIRS), f"{TEST_PAIRS[1]},1"],
+            None,
+            r"test_labels.csv, row 6: img_pair 'face00002.jpg-face00003.jpg' appears twice",
+        ),
+        (
+            [f"{p},1" for p in TEST_PAIRS[:3]],
+            None,
+            r"test_labels.csv: labels for 3 of the 4 pairs of sample_submission.csv",
+        ),
+    ],
+    ids=["header", "value", "unknown-pair", "duplicate", "missing-rows"],
+)
+def test_bad_test_labels_name_file_and_row(quirky, rows, header, message):
+    write_test_labels(quirky, rows, header or "img_pair,is_related")
+    with pytest.raises(ValueError, match=message):
+        index_dataset(quirky)
+
+
 def _prepare(root, tmp_path, **fold_kw):
     out, summary = tmp_path / "prepared", tmp_path / "summary.json"
     pairs = PairParams(in_family_nonkin_ratio=1.0)
@@ -112,11 +174,26 @@ def test_prepare_tables_follow_the_contract(quirky, tmp_path):
     assert (holdout["kind"] == "kin").sum() == 3 == (holdout["kind"] == "cross_family").sum()
     test = pd.read_parquet(out / "test_pairs.parquet")
     assert list(test.columns) == ["img_pair", "img1", "img2"] and len(test) == 4
+    labels = pd.read_parquet(out / "test_labels.parquet")  # the dataset has none: no rows
+    assert list(labels.columns) == ["img_pair", "is_related"] and len(labels) == 0
+    assert summary["test_labels"] == 0
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written == summary
     assert summary["usable_relationships"] == 13
     assert summary["folds"]["holdout"]["families"] == 2
     assert summary["people_with_one_image"] == 1
+
+
+def test_prepare_writes_the_test_labels(quirky, tmp_path):
+    write_test_labels(quirky, [f"{p},{i % 2}" for i, p in enumerate(TEST_PAIRS)])
+    out, summary = _prepare(quirky, tmp_path, k=2)
+    labels = pd.read_parquet(out / "test_labels.parquet")
+    assert list(labels["img_pair"]) == TEST_PAIRS and list(labels["is_related"]) == [0, 1, 0, 1]
+    assert summary["test_labels"] == 4
+    write_test_labels(quirky, [f"{p},5" for p in TEST_PAIRS])  # bad labels: nothing rewritten
+    with pytest.raises(ValueError, match="is_related must be 0 or 1"):
+        _prepare(quirky, tmp_path, k=2)
+    assert pd.read_parquet(out / "test_labels.parquet").equals(labels)
 
 
 def test_prepare_failure_leaves_previous_outputs_untouched(quirky, tmp_path):

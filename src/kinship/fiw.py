@@ -1,7 +1,9 @@
 """Index a dataset in the Kaggle FIW layout: images, people, families and relationship rows.
 
 Layout: `train/FXXXX/MIDn/*.jpg`, `train_relationships.csv` (`p1,p2` person tokens such as
-`F0002/MID1`), and optionally `test/*.jpg` with `sample_submission.csv` (`img_pair,is_related`).
+`F0002/MID1`), and optionally `test/*.jpg` with `sample_submission.csv` (`img_pair,is_related`),
+and `test_labels.csv` (the same columns, 0/1 truth) when the dataset publishes its test labels, as
+the synthetic one does; they are only ever used to score the submission.
 Image tokens are paths under `train/` (`F0002/MID1/P00001_face1.jpg`) or file names under `test/`
 (`face05508.jpg`), exactly as Kaggle names them.
 """
@@ -23,6 +25,7 @@ PERSON_DIR_RE = re.compile(r"^MID\d+$")
 PAIR_RE = re.compile(r"^(.+?\.(?:jpe?g|png))-(.+\.(?:jpe?g|png))$", re.IGNORECASE)
 
 RELATIONSHIPS_FILE = "train_relationships.csv"
+TEST_LABELS_FILE = "test_labels.csv"
 SUBMISSION_FILE = "sample_submission.csv"
 
 
@@ -44,6 +47,7 @@ class FiwIndex:
     relationship_counts: RelationshipCounts
     test_pairs: pd.DataFrame  # img_pair, img1, img2 (sample_submission order)
     skipped_files: Counter
+    test_labels: pd.DataFrame  # img_pair, is_related (int8); no rows without test_labels.csv
 
 
 def index_dataset(root: Path) -> FiwIndex:
@@ -64,7 +68,8 @@ def index_dataset(root: Path) -> FiwIndex:
     people = _people(train)
     relationships, counts = read_relationships(root / RELATIONSHIPS_FILE, people)
     test_pairs = read_test_pairs(root, set(test["image"]))
-    return FiwIndex(root, images, people, relationships, counts, test_pairs, skipped)
+    test_labels = read_test_labels(root, test_pairs)
+    return FiwIndex(root, images, people, relationships, counts, test_pairs, skipped, test_labels)
 
 
 def _index_train(train_dir: Path, skipped: Counter) -> pd.DataFrame:
@@ -196,3 +201,40 @@ def read_test_pairs(root: Path, test_images: set[str]) -> pd.DataFrame:
     if len({r[0] for r in records}) != len(records):
         raise ValueError(f"{path}: img_pair values must be unique")
     return pd.DataFrame.from_records(records, columns=["img_pair", "img1", "img2"])
+
+
+def read_test_labels(root: Path, test_pairs: pd.DataFrame) -> pd.DataFrame:
+    """`test_labels.csv` (img_pair,is_related with 0/1 values, one row per pair of
+    sample_submission.csv, any order); a table with no rows when the dataset has none."""
+    path = root / TEST_LABELS_FILE
+    if not path.is_file():
+        return pd.DataFrame({"img_pair": pd.Series([], dtype=object), "is_related": []}).astype(
+            {"is_related": "int8"}
+        )
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(frame.columns[:2]) != ["img_pair", "is_related"]:
+        raise ValueError(
+            f"{path}: header must start with img_pair,is_related, got {list(frame.columns)}"
+        )
+    known = set(test_pairs["img_pair"])
+    seen: set[str] = set()
+    for line_no, (img_pair, value) in enumerate(
+        zip(frame["img_pair"], frame["is_related"], strict=True), start=2
+    ):
+        if value.strip() not in ("0", "1"):
+            raise ValueError(f"{path}, row {line_no}: is_related must be 0 or 1, got {value!r}")
+        if img_pair not in known:
+            raise ValueError(
+                f"{path}, row {line_no}: img_pair {img_pair!r} is not in {SUBMISSION_FILE}"
+            )
+        if img_pair in seen:
+            raise ValueError(f"{path}, row {line_no}: img_pair {img_pair!r} appears twice")
+        seen.add(img_pair)
+    if len(seen) != len(known):
+        raise ValueError(
+            f"{path}: labels for {len(seen)} of the {len(known)} pairs of {SUBMISSION_FILE}; "
+            "expected one row per pair"
+        )
+    return pd.DataFrame(
+        {"img_pair": frame["img_pair"], "is_related": frame["is_related"].astype("int8")}
+    )

@@ -22,6 +22,8 @@ RELATIONSHIPS_TABLE = PREPARED_DIR / "relationships.parquet"
 PAIRS_TABLE = PREPARED_DIR / "pairs.parquet"
 HOLDOUT_PAIRS_TABLE = PREPARED_DIR / "holdout_pairs.parquet"
 TEST_PAIRS_TABLE = PREPARED_DIR / "test_pairs.parquet"
+TEST_LABELS_TABLE = PREPARED_DIR / "test_labels.parquet"
+"""img_pair, is_related: the dataset's test labels (no rows when it has none); the report only."""
 PREPARE_SUMMARY = REPORTS_DIR / "prepare" / "summary.json"
 CACHE_REPORTS_DIR = REPORTS_DIR / "cache"
 SUBMISSION_FILE = Path("submission.csv")
@@ -34,8 +36,6 @@ REPORT_FIGURES_DIR = REPORTS_DIR / "figures"
 REPORT_PLOTS_DIR = REPORTS_DIR / "plots"
 """The figures' data as CSV (one row per point): DVC data plots."""
 REPORT_METRICS = REPORTS_DIR / "report" / "metrics.json"
-TEST_LABELS_NAME = "test_labels.csv"
-"""Optional, beside sample_submission.csv under data.root (the synthetic dataset has it)."""
 
 
 def cache_file(size: int) -> Path:

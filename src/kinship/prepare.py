@@ -53,6 +53,7 @@ def prepare(
         paths.PAIRS_TABLE.name: val,
         paths.HOLDOUT_PAIRS_TABLE.name: holdout,
         paths.TEST_PAIRS_TABLE.name: index.test_pairs,
+        paths.TEST_LABELS_TABLE.name: index.test_labels,
     }
     summary = summarize(index, families, val, holdout)
     with atomic_dir(out_dir) as tmp:
@@ -103,6 +104,7 @@ def summarize(
         "skipped_files": dict(sorted(index.skipped_files.items())),
         "test_images": int((index.images["split"] == "test").sum()),
         "test_pairs": int(len(index.test_pairs)),
+        "test_labels": int(len(index.test_labels)),
         "folds": per_fold,
     }
 

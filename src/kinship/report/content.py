@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kinship import paths
+from kinship.fiw import TEST_LABELS_FILE
 from kinship.report import numbers
 from kinship.report.inputs import (
     ENSEMBLE_COLUMN,
@@ -69,7 +69,7 @@ def compute(inputs: ReportInputs, data_root: Path) -> ReportContent:
     curves = {n: oof[n].to_numpy(dtype=float) for n in inputs.member_names}
     curves[ensemble_curve] = probs
     counts = numbers.confusion(labels, probs, THRESHOLD)
-    labels_path = Path(data_root) / paths.TEST_LABELS_NAME
+    labels_path = Path(data_root) / TEST_LABELS_FILE
     return ReportContent(
         rows=rows,
         accuracy={r.key: numbers.threshold_accuracy(labels, oof[r.column]) for r in rows},

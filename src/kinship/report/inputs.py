@@ -3,7 +3,7 @@
 - `reports/ensemble/metrics.json` (holdout AUCs included) and `oof.parquet` (the ensemble stage);
 - `reports/members/<member>/metrics.json` and `timing.json` (each member's train stage);
 - `reports/prepare/summary.json` (prepare);
-- `submission.csv`, and `<data.root>/test_labels.csv` when the dataset has one.
+- `submission.csv`, and `data/prepared/test_labels.parquet` (the dataset's test labels, if any).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class ReportInputs:
         return list(self.ensemble["oof"]["methods"])
 
 
-def load_inputs(data_root: Path) -> ReportInputs:
+def load_inputs() -> ReportInputs:
     """Everything the report shows, from the files the earlier stages wrote."""
     ensemble_path = paths.ENSEMBLE_REPORTS_DIR / "metrics.json"
     ensemble = read_json(ensemble_path)
@@ -89,7 +89,7 @@ def load_inputs(data_root: Path) -> ReportInputs:
         members={name: member_info(name) for name in names},
         summary=read_json(paths.PREPARE_SUMMARY),
         submission=read_labelled_pairs(paths.SUBMISSION_FILE),
-        test_labels=read_test_labels(Path(data_root) / paths.TEST_LABELS_NAME),
+        test_labels=read_test_labels(),
     )
 
 
@@ -169,14 +169,12 @@ def read_labelled_pairs(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"img_pair": table["img_pair"], "is_related": values})
 
 
-def read_test_labels(path: Path) -> pd.DataFrame | None:
-    """The test labels when the dataset publishes them (the synthetic one does), else None."""
-    if not path.is_file():
-        return None
-    labels = read_labelled_pairs(path)
-    if not labels["is_related"].isin([0, 1]).all():
-        raise ValueError(f"{path}: is_related must be 0 or 1")
-    return labels
+def read_test_labels() -> pd.DataFrame | None:
+    """The test labels prepare took from the dataset (the synthetic one has them), else None."""
+    labels = read_parquet_columns(
+        paths.TEST_LABELS_TABLE, ["img_pair", "is_related"], "`dvc repro prepare`"
+    )
+    return labels if len(labels) else None
 
 
 def _producer(path: Path) -> str:

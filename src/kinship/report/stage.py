@@ -28,7 +28,7 @@ TITLE = "Kinship verification: members and ensemble"
 def run_report(params: Params) -> dict:
     """Read the earlier stages' outputs, compute, render and write; returns the report metrics."""
     start = time.perf_counter()
-    inputs = load_inputs(params.data.root_path)
+    inputs = load_inputs()
     content = compute(inputs, params.data.root_path)
     svgs = build_figures(inputs, content)
     document = render(inputs, content, svgs)
