@@ -230,6 +230,7 @@ def test_report_loads_no_deep_learning_framework(copy):
         ("reports/ensemble/oof.parquet", "dvc repro ensemble"),
         ("reports/members/weak/timing.json", "dvc repro train@weak"),
         ("reports/prepare/summary.json", "dvc repro prepare"),
+        ("data/prepared/test_labels.parquet", "dvc repro prepare"),
         ("submission.csv", "dvc repro ensemble"),
     ],
 )
