@@ -208,8 +208,8 @@ def read_test_labels(root: Path, test_pairs: pd.DataFrame) -> pd.DataFrame:
     sample_submission.csv, any order); a table with no rows when the dataset has none."""
     path = root / TEST_LABELS_FILE
     if not path.is_file():
-        return pd.DataFrame({"img_pair": pd.Series([], dtype=object), "is_related": []}).astype(
-            {"is_related": "int8"}
+        return pd.DataFrame(
+            {"img_pair": pd.Series(dtype=object), "is_related": pd.Series(dtype="int8")}
         )
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     if list(frame.columns[:2]) != ["img_pair", "is_related"]:
