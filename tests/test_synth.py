@@ -147,6 +147,16 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert any(c.get(path) != content for path, content in a.items())
 
 
+def test_worker_processes_write_the_same_bytes(tmp_path):
+    tiny = SynthConfig(seed=5, n_families=4, n_test_families=2, image_size=32)
+    summaries = [generate(tmp_path / f"w{n}", tiny, workers=n) for n in (1, 2)]
+    assert summaries[0] == summaries[1]
+    assert file_bytes(tmp_path / "w1") == file_bytes(tmp_path / "w2")
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        generate(tmp_path / "w0", tiny, workers=0)
+    assert not (tmp_path / "w0").exists()
+
+
 def test_train_part_does_not_depend_on_test_family_count(tmp_path):
     tiny = SynthConfig(seed=4, n_families=3, n_test_families=2, image_size=32)
     generate(tmp_path / "a", tiny)
@@ -169,9 +179,10 @@ def test_generate_replaces_out_dir_and_leaves_nothing_on_error(tmp_path, monkeyp
         raise RuntimeError("disk full")
 
     monkeypatch.setattr("kinship.synth.dataset._write_csv", broken)
-    with pytest.raises(RuntimeError, match="disk full"):
-        generate(out, dataclasses.replace(tiny, seed=2))
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    for workers in (1, 2):  # photos rendered in worker processes are cleaned up as well
+        with pytest.raises(RuntimeError, match="disk full"):
+            generate(out, dataclasses.replace(tiny, seed=2), workers=workers)
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 # ---------------------------------------------------------------- config validation

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny
 def run_synthesize(params: Params) -> None:
     from kinship.synth import generate
 
-    summary = generate(paths.SYNTHETIC_DIR, params.synth_config())
+    summary = generate(paths.SYNTHETIC_DIR, params.synth_config(), workers=os.cpu_count() or 1)
     log.info("synthesize: %s", summary)
 
 

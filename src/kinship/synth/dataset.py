@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +39,19 @@ class Photo:
     name: str
 
 
-def generate(out_dir: Path, cfg: SynthConfig) -> dict[str, int]:
-    """Write the dataset into `out_dir` (replacing it) and return its counts."""
+def generate(out_dir: Path, cfg: SynthConfig, workers: int = 1) -> dict[str, int]:
+    """Write the dataset into `out_dir` (replacing it) and return its counts.
+
+    `workers` processes render the photos. Every photo draws from its own random stream, so the
+    files are byte-identical whatever the number of workers.
+    """
+    if workers < 1:
+        raise ValueError(f"synthesize: workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        summary = _write_dataset(staging, cfg)
+        summary = _write_dataset(staging, cfg, workers)
         _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -69,11 +77,11 @@ def build_families(cfg: SynthConfig) -> tuple[list[Family], list[Family]]:
     return families[: cfg.n_families], families[cfg.n_families :]
 
 
-def _write_dataset(root: Path, cfg: SynthConfig) -> dict[str, int]:
+def _write_dataset(root: Path, cfg: SynthConfig, workers: int) -> dict[str, int]:
     train, test = build_families(cfg)
     train_photos = _train_photos(train, _stream(cfg, _TRAIN_NAMES))
     test_photos = _test_photos(test, cfg.n_families, _stream(cfg, _TEST_NAMES))
-    _write_photos(root, train_photos + test_photos, train + test, cfg)
+    _write_photos(root, train_photos + test_photos, train + test, cfg, workers)
     rows = relationship_rows(train, cfg.reverse_duplicate_rate, _stream(cfg, _ROWS))
     _write_csv(root / "train_relationships.csv", ["p1", "p2"], rows)
     per_relation = cfg.test_pairs_per_relation
@@ -125,19 +133,37 @@ def photo_rng(cfg: SynthConfig, family: int, person: int, index: int) -> np.rand
     return np.random.default_rng([cfg.seed, _PHOTO, family, person, index])
 
 
-def _write_photos(root: Path, photos: list[Photo], families: list[Family], cfg: SynthConfig):
+def _write_photos(
+    root: Path, photos: list[Photo], families: list[Family], cfg: SynthConfig, workers: int
+) -> None:
     """Render each person's photos in one batch and write them as JPEG files."""
     by_person: dict[tuple[int, int], list[Photo]] = {}
     for photo in photos:
         by_person.setdefault((photo.family, photo.person), []).append(photo)
-    for (family, person), batch in by_person.items():
-        looks = families[family].people[person].looks
-        rngs = [photo_rng(cfg, family, person, photo.index) for photo in batch]
-        rendered = render_photos(looks, cfg.image_size, cfg.difficulty, rngs)
-        for photo, (pixels, quality) in zip(batch, rendered, strict=True):
-            path = root / photo.name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(encode_jpeg(pixels, quality))
+    jobs = [
+        (root, cfg, family, person, families[family].people[person].looks, batch)
+        for (family, person), batch in by_person.items()
+    ]
+    for folder in sorted({(root / photo.name).parent for photo in photos}):
+        folder.mkdir(parents=True, exist_ok=True)  # before the workers, so none races another
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            _write_person(*job)
+        return
+    # spawn: a clean interpreter per worker, whatever the parent process has loaded
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        chunk = max(1, len(jobs) // (8 * workers))
+        for _ in pool.map(_write_person, *zip(*jobs, strict=True), chunksize=chunk):
+            pass
+
+
+def _write_person(
+    root: Path, cfg: SynthConfig, family: int, person: int, looks: dict, batch: list[Photo]
+) -> None:
+    rngs = [photo_rng(cfg, family, person, photo.index) for photo in batch]
+    rendered = render_photos(looks, cfg.image_size, cfg.difficulty, rngs)
+    for photo, (pixels, quality) in zip(batch, rendered, strict=True):
+        (root / photo.name).write_bytes(encode_jpeg(pixels, quality))
 
 
 def _token(family: Family, index: int) -> str:
