@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kinship.ensemble.methods import Mean, Rank, Weighted, WeightSearch, make_blender, rank_auc
+from kinship.ensemble.nested import Recipe, Rows, choose
 from kinship.ensemble.stage import run_ensemble
 from kinship.ensemble.submission import validate_submission, write_submission
 from kinship.metrics import auc, bootstrap_auc, family_bootstrap_aucs, paired_bootstrap_gain
@@ -140,6 +141,45 @@ def test_stacking_beats_the_mean_when_members_are_complementary(work):
     methods = methods["oof"]["methods"]
     assert methods["stack_logistic"]["auc"] > methods["mean"]["auc"] + 0.15
     assert methods["stack_lgbm"]["auc"] > methods["mean"]["auc"] + 0.1
+
+
+def test_auto_keeps_a_clearly_better_stacker_under_the_one_se_rule(work):
+    members = {
+        "quiet": signal(1.5, scale=0.05),
+        "reversed": signal(-1.0),
+        "loud_a": signal(0.0, scale=4.0),
+        "loud_b": signal(0.0, scale=4.0),
+    }
+    fabricate(work, members)
+    metrics = run_ensemble(params_for(members, methods=["mean", "rank", "stack_logistic"]))
+    assert metrics["auto_rule"] == "one_se"
+    assert set(metrics["nested_choices"].values()) == {"stack_logistic"}
+    assert metrics["chosen_method"] == "stack_logistic"
+
+
+def _rows_and_scores(lift: float) -> tuple[Rows, dict[str, np.ndarray]]:
+    """A simple method's scores, and a later method's: a near twin (95 % shared noise) that is
+    ahead by chance, plus `lift` on kin pairs."""
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(60), 20)
+    y = rng.integers(0, 2, len(groups))
+    noise, other = rng.normal(size=(2, len(y)))
+    simple = 0.6 * y + noise
+    twin = 0.6 * y + 0.95 * noise + np.sqrt(1 - 0.95**2) * other + lift * y
+    return Rows(simple[:, None], y, groups % 3, groups), {"mean": simple, "stack_lgbm": twin}
+
+
+@pytest.mark.parametrize(("lift", "one_se_choice"), [(0.0, "mean"), (0.4, "stack_lgbm")])
+def test_one_se_rule_prefers_the_simpler_method_only_within_noise(lift, one_se_choice):
+    rows, scores = _rows_and_scores(lift)
+    cv_auc = {m: rank_auc(rows.y, s) for m, s in scores.items()}
+    # the later method is ahead: by chance (< 0.01), or by a lift (> 0.05)
+    assert 0 < cv_auc["stack_lgbm"] - cv_auc["mean"] < 0.01 or lift
+    assert cv_auc["stack_lgbm"] - cv_auc["mean"] > 0.05 or not lift
+    one_se = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "one_se")
+    assert choose(one_se, rows, scores, cv_auc) == one_se_choice
+    best = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "best")
+    assert choose(best, rows, scores, cv_auc) == "stack_lgbm"
 
 
 def test_rank_average_is_robust_to_one_members_scale_where_the_mean_is_not(work):
@@ -287,6 +327,7 @@ def test_test_pairs_not_matching_the_sample_fail_before_any_output(work):
          r"ensemble.methods\[1\] .*did you mean 'stack_lgbm'"),
         ({"methods": ["mean"], "method": "rank"}, r"ensemble.method must be 'auto' or one of"),
         ({"calibration": "sigmoid"}, r"ensemble.calibration must be one of 'platt', 'isotonic'"),
+        ({"auto_rule": "1se"}, r"ensemble.auto_rule must be one of 'one_se', 'best'"),
         ({"min_auc": 1.5}, r"ensemble.min_auc must be an AUC in \[0, 1\)"),
         ({"stack_lgbm": {"num_leaves": 1}},
          r"ensemble.stack_lgbm.num_leaves must be an integer >= 2"),

@@ -284,6 +284,9 @@ class EnsembleParams:
     """Candidate methods, each scored out of fold."""
     method: str = "auto"
     """`auto` (chosen by OOF AUC inside a nested cross-validation) or one of `methods`."""
+    auto_rule: Literal["one_se", "best"] = "one_se"
+    """How `auto` chooses: the simplest method (first in `methods`) within one standard error
+    of the best AUC, or the best AUC."""
     weights: dict[str, float] = field(default_factory=dict)
     """Member -> weight for `weighted` (>= 0, not all 0); unlisted members weigh 0; {} = equal."""
     min_auc: float = 0.0

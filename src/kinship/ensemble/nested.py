@@ -18,6 +18,7 @@ import numpy as np
 
 from kinship.ensemble.calibration import make_calibrator
 from kinship.ensemble.methods import Blender, rank_auc
+from kinship.metrics import family_bootstrap_aucs
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,17 @@ def splits(folds: np.ndarray, groups: np.ndarray) -> list[tuple[np.ndarray, np.n
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to build the ensemble: a blender factory, the candidate methods, the fixed method (None:
-    the best by cross-validated AUC) and the calibrator kind."""
+    """How to build the ensemble: a blender factory, the candidate methods (simplest first), the
+    fixed method (None: chosen by cross-validated AUC under `rule`, see `choose`) and the
+    calibrator kind; `seed` and `n_boot` drive the one-standard-error rule's bootstrap."""
 
     make: BlenderFactory
     methods: list[str]
     fixed: str | None
     calibration: str
+    rule: str = "best"
+    seed: int = 0
+    n_boot: int = 200
 
 
 @dataclass(frozen=True)
@@ -98,11 +103,31 @@ def select(recipe: Recipe, rows: Rows, cv_scores: dict[str, np.ndarray] | None =
     if cv_scores is None:
         cv_scores = {m: cross_val_scores(recipe.make, m, rows) for m in recipe.methods}
     cv_auc = {m: rank_auc(rows.y, cv_scores[m]) for m in recipe.methods}
-    best = max(recipe.methods, key=lambda m: np.nan_to_num(cv_auc[m], nan=-1.0))
-    chosen = recipe.fixed or best
+    chosen = recipe.fixed or choose(recipe, rows, cv_scores, cv_auc)
     blenders = {m: recipe.make(m).fit(rows.X, rows.y) for m in recipe.methods}
     calibrator = make_calibrator(recipe.calibration).fit(cv_scores[chosen], rows.y)
     return Selection(chosen, blenders, calibrator, cv_scores, cv_auc)
+
+
+def choose(
+    recipe: Recipe, rows: Rows, cv_scores: dict[str, np.ndarray], cv_auc: dict[str, float]
+) -> str:
+    """The method `auto` picks from the cross-validated scores on these rows.
+
+    `best`: the highest AUC. `one_se` (the one-standard-error rule of Breiman et al. 1984): the
+    first method in `recipe.methods` (listed simplest first) whose AUC is within one standard
+    error of the best one's, that error being the spread of the best AUC over family bootstrap
+    resamples. With a handful of folds the ranking of close methods is mostly noise, and the
+    simpler method is the one that generalises.
+    """
+    methods = recipe.methods
+    best = max(methods, key=lambda m: np.nan_to_num(cv_auc[m], nan=-1.0))
+    if recipe.rule == "best":
+        return best
+    boot = family_bootstrap_aucs(rows.y, cv_scores[best], rows.groups, recipe.seed, recipe.n_boot)
+    boot = boot[~np.isnan(boot)]
+    se = float(np.std(boot, ddof=1)) if len(boot) > 1 else 0.0
+    return next(m for m in methods if cv_auc[m] >= cv_auc[best] - se)
 
 
 @dataclass

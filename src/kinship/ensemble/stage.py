@@ -47,7 +47,15 @@ def _run(params: Params) -> dict:
     member_auc = check_min_auc(inputs, ep)
     # 2. nested CV for honest OOF numbers; the test-time ensemble refit on all OOF rows
     fixed = None if ep.method == "auto" else ep.method
-    recipe = Recipe(lambda m: make_blender(m, ep, names), list(ep.methods), fixed, ep.calibration)
+    recipe = Recipe(
+        lambda m: make_blender(m, ep, names),
+        list(ep.methods),
+        fixed,
+        ep.calibration,
+        ep.auto_rule,
+        ep.seed,
+        ep.bootstrap,
+    )
     result = nested(recipe, Rows(inputs.oof, inputs.labels, inputs.folds, inputs.groups))
     # 3. the submission, checked before anything is written
     test_probs = result.final.predict_proba(inputs.test)
@@ -133,6 +141,7 @@ def ensemble_metrics(inputs, result: NestedResult, ep: EnsembleParams, tables, b
     metrics = {
         "members": inputs.members,
         "method": ep.method,
+        "auto_rule": ep.auto_rule,
         "chosen_method": final.chosen,
         "nested_choices": {f"fold{k}": m for k, m in result.choices.items()},
         "nested_members": {f"fold{k}": kept for k, kept in result.kept.items()},
