@@ -60,30 +60,54 @@ class StateMember:
         self.lr = lr
 
 
-def test_fit_selects_on_inner_auc_with_plateau_and_early_stopping():
+def _fit_scripted(inner_aucs: list[float], **params) -> tuple[training.History, StateMember, list]:
+    """`fit` on a member whose inner AUC after each epoch is scripted; returns the history, the
+    member (`restored`: the epoch whose state was put back) and each epoch's record."""
     params = MemberParams(
         model="facenet", input_size=96, epochs=10, steps_per_epoch=1, lr=1.0,
-        lr_factor=0.5, lr_patience=1, early_stopping_patience=2,
+        lr_factor=0.5, lr_patience=1, early_stopping_patience=2, **params,
     )  # fmt: skip
     labels = np.array([1, 0] * 20)
-    embedder = ScriptedEmbedder([0.6, 0.8, 0.7, 0.75, 0.9, 0.5], labels)
+    embedder = ScriptedEmbedder(inner_aucs, labels)
     embedder.cache = np.zeros((4, 2, 2, 3), np.uint8)
     member = StateMember(params)
     sampler = SimpleNamespace(sample=lambda n: (np.zeros(n, int), np.zeros(n, int), np.zeros(n)))
-    epochs_seen = []
+    records = []
 
     def on_epoch(record):
-        epochs_seen.append(record)
+        records.append(record)
         member.epoch = record["epoch"]
 
     history = training.fit(
         member, embedder, sampler, (None, None, labels), np.random.default_rng(0), on_epoch
     )
+    return history, member, records
+
+
+def test_fit_selects_on_inner_auc_with_plateau_and_early_stopping():
+    history, member, records = _fit_scripted([0.6, 0.8, 0.7, 0.75, 0.9, 0.5])
     # epoch 1 best (0.8); epochs 2 and 3 stall → lr halved twice → early stop after epoch 3
     assert [round(r["inner_auc"], 3) for r in history.epochs] == [0.6, 0.8, 0.7, 0.75]
     assert history.best_epoch == 1 and member.restored == 1
-    assert [r["lr"] for r in epochs_seen] == [1.0, 1.0, 1.0, 0.5]
+    assert [r["lr"] for r in records] == [1.0, 1.0, 1.0, 0.5]
     assert member.lr == 0.25
+
+
+def test_warm_up_epochs_neither_checkpoint_nor_cut_the_rate_nor_stop():
+    spike = [0.8, 0.5, 0.6, 0.7, 0.75, 0.7, 0.65, 0.5]  # a lucky epoch 0, then real progress
+    history, member, _ = _fit_scripted(spike)
+    assert history.best_epoch == 0 and len(history.epochs) == 3  # the spike stopped training
+    history, member, records = _fit_scripted(spike, start_from_epoch=2)
+    assert [round(r["inner_auc"], 3) for r in history.epochs] == spike[:7]
+    assert history.best_epoch == 4 and member.restored == 4
+    assert [r["lr"] for r in records] == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5]
+
+
+@pytest.mark.parametrize("start", [-1, 10])
+def test_start_from_epoch_must_leave_a_monitored_epoch(start):
+    with pytest.raises(ValueError, match=rf"start_from_epoch must be an integer in 0..epochs-1 "
+                       rf"\(epochs is 10\), got {start}"):  # fmt: skip
+        MemberParams(model="facenet", input_size=96, epochs=10, start_from_epoch=start).check("m")
 
 
 @pytest.fixture

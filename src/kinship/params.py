@@ -180,6 +180,11 @@ class MemberParams:
     """ReduceLROnPlateau: multiply the learning rate by this when the inner AUC stalls."""
     lr_patience: int = 1
     early_stopping_patience: int = 2
+    start_from_epoch: int = 0
+    """Warm-up epochs that are trained and logged but not monitored: no checkpoint, learning-rate
+    cut or early stop comes from them (as Keras' EarlyStopping(start_from_epoch)). A barely
+    trained net can score high on the small inner slice by chance, and that spike would then
+    halve the learning rate and stop training early."""
     head: HeadParams = field(default_factory=HeadParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -212,6 +217,12 @@ class MemberParams:
         for key in ("epochs", "steps_per_epoch", "batch_size"):
             check(getattr(self, key) >= 1, f"{path}.{key}", "an integer >= 1", getattr(self, key))
         check_group_batch_size(self.batch_size, f"{path}.batch_size")
+        check(
+            0 <= self.start_from_epoch < self.epochs,
+            f"{path}.start_from_epoch",
+            f"an integer in 0..epochs-1 (epochs is {self.epochs})",
+            self.start_from_epoch,
+        )
         check(self.lr > 0, f"{path}.lr", "> 0", self.lr)
         check(0 < self.lr_factor < 1, f"{path}.lr_factor", "a factor in (0, 1)", self.lr_factor)
         check(len(self.seeds) >= 1, f"{path}.seeds", "a non-empty list of seeds", self.seeds)

@@ -241,7 +241,9 @@ def fit(
         }
         history.epochs.append(record)
         on_epoch(record)
-        # 3. checkpoint choice, ReduceLROnPlateau, early stopping
+        # 3. checkpoint choice, ReduceLROnPlateau, early stopping (after the warm-up epochs)
+        if epoch < p.start_from_epoch:
+            continue
         if inner_auc > history.best_inner_auc:
             history.best_inner_auc, history.best_epoch = inner_auc, epoch
             best_state, stale, plateau = member.get_state(), 0, 0
