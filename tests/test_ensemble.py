@@ -37,6 +37,14 @@ SIX = {
     "wide": signal(0.7, scale=3.0),
     "narrow": signal(1.2, scale=0.2),
 }
+# an informative member on a tiny scale, a reversed one, and loud noise: the mean is dominated by
+# the noise, while a stacker rescales and flips
+COMPLEMENTARY = {
+    "quiet": signal(1.5, scale=0.05),
+    "reversed": signal(-1.0),
+    "loud_a": signal(0.0, scale=4.0),
+    "loud_b": signal(0.0, scale=4.0),
+}
 FAST = ["mean", "weighted", "rank", "weight_search", "stack_logistic"]
 
 
@@ -128,14 +136,7 @@ def test_weighted_one_hot_is_that_member_and_searched_weights_sit_beside_the_use
 
 
 def test_stacking_beats_the_mean_when_members_are_complementary(work):
-    # an informative member on a tiny scale, a reversed one, and loud noise: the mean is dominated
-    # by the noise, while a stacker rescales and flips
-    members = {
-        "quiet": signal(1.5, scale=0.05),
-        "reversed": signal(-1.0),
-        "loud_a": signal(0.0, scale=4.0),
-        "loud_b": signal(0.0, scale=4.0),
-    }
+    members = COMPLEMENTARY
     fabricate(work, members)
     methods = run_ensemble(params_for(members, methods=["mean", "stack_logistic", "stack_lgbm"]))
     methods = methods["oof"]["methods"]
@@ -144,12 +145,7 @@ def test_stacking_beats_the_mean_when_members_are_complementary(work):
 
 
 def test_auto_keeps_a_clearly_better_stacker_under_the_one_se_rule(work):
-    members = {
-        "quiet": signal(1.5, scale=0.05),
-        "reversed": signal(-1.0),
-        "loud_a": signal(0.0, scale=4.0),
-        "loud_b": signal(0.0, scale=4.0),
-    }
+    members = COMPLEMENTARY
     fabricate(work, members)
     metrics = run_ensemble(params_for(members, methods=["mean", "rank", "stack_logistic"]))
     assert metrics["auto_rule"] == "one_se"
