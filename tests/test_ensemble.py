@@ -172,9 +172,9 @@ def test_one_se_rule_prefers_the_simpler_method_only_within_noise(lift, one_se_c
     # the later method is ahead: by chance (< 0.01), or by a lift (> 0.05)
     assert 0 < cv_auc["stack_lgbm"] - cv_auc["mean"] < 0.01 or lift
     assert cv_auc["stack_lgbm"] - cv_auc["mean"] > 0.05 or not lift
-    one_se = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "one_se")
+    one_se = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "one_se", 0, 200)
     assert choose(one_se, rows, scores, cv_auc) == one_se_choice
-    best = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "best")
+    best = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "best", 0, 200)
     assert choose(best, rows, scores, cv_auc) == "stack_lgbm"
 
 

@@ -51,9 +51,9 @@ class Recipe:
     methods: list[str]
     fixed: str | None
     calibration: str
-    rule: str = "best"
-    seed: int = 0
-    n_boot: int = 200
+    rule: str
+    seed: int
+    n_boot: int
 
 
 @dataclass(frozen=True)
