@@ -3,6 +3,8 @@
 Copies the project into a temporary git repo, then runs the DAG one stage at a time in its order
 (`dvc repro --single-item <stage>`), printing each stage's seconds, the total and its ratio to the
 10-minute target, then a no-op `dvc repro`. Member AUCs are printed from their metrics.json.
+The first line names the CPU: times, and even AUCs, differ between CPU models (TensorFlow and
+torch pick different SIMD kernels), so compare runs on the same one.
 Run: `.venv/bin/python benchmarks/bench_demo.py [--keep DIR]` from the repo root.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -29,12 +32,30 @@ def stage_order(work: Path) -> list[str]:
     return run(["dvc", "stage", "list", "--name-only"], work).stdout.split()
 
 
+def cpu_description() -> str:
+    """The CPU model, its core count and its widest vector extension, from /proc/cpuinfo."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.is_file() else ""
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+        "unknown CPU",
+    )
+    flags = set(
+        next(
+            (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
+        )
+    )
+    vector = next((f for f in ("avx512f", "avx2", "avx") if f in flags), "no AVX")
+    return f"{model}, {os.cpu_count()} cores, {vector}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", type=Path, help="copy the finished workspace here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = copy_project(Path(tmp))
+        print(f"CPU: {cpu_description()}", flush=True)
         total = 0.0
         for stage in stage_order(work):
             start = time.perf_counter()
