@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -177,6 +178,23 @@ def test_one_fold_at_a_time_then_collect_equals_one_process(numpy_pipeline):
     run_train(params, "tiny", fold=0)
     run_train(params, "tiny", collect_only=True)
     pd.testing.assert_frame_equal(whole, pd.read_parquet(paths.OOF_DIR / "tiny.parquet"))
+
+
+def test_each_member_draws_its_own_stream_and_repeats_it(numpy_pipeline):
+    """Two members with one config differ (own initial weights, pairs and augmentation: their
+    errors are less alike, which is what an ensemble needs); one member repeats bit for bit."""
+    raw = {
+        "members": {"tiny": numpy_pipeline.members["tiny"], "twin": numpy_pipeline.members["tiny"]}
+    }
+    params = dataclasses.replace(numpy_pipeline, **raw)
+    run_train(params, "tiny")
+    first = pd.read_parquet(paths.OOF_DIR / "tiny.parquet")
+    run_train(params, "twin")
+    twin = pd.read_parquet(paths.OOF_DIR / "twin.parquet")
+    assert list(twin["pair_id"]) == list(first["pair_id"])
+    assert not np.allclose(twin["prob"], first["prob"])
+    run_train(params, "tiny")
+    pd.testing.assert_frame_equal(first, pd.read_parquet(paths.OOF_DIR / "tiny.parquet"))
 
 
 def test_collect_names_the_untrained_fold(numpy_pipeline):

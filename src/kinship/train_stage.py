@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +82,15 @@ def bad_rows(size: int) -> set[int]:
     return {b["row"] for b in json.loads(report.read_text())["bad"]}
 
 
-def member_seed(base: int, seed: int, fold: int) -> int:
-    return int(np.random.SeedSequence([base, seed, fold]).generate_state(1)[0] % 2**31)
+def member_key(name: str) -> int:
+    """A stable number per member name: each member draws its own initial weights, training pairs
+    and augmentation, so members do not share the accidents of one sample stream."""
+    return zlib.crc32(name.encode())
+
+
+def member_seed(base: int, seed: int, fold: int, name: str) -> int:
+    entropy = [base, seed, fold, member_key(name)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % 2**31)
 
 
 class MemberTrainer:
@@ -126,8 +134,8 @@ class MemberTrainer:
         with atomic_dir(fold_dir(self.name, fold)) as out, self._live(fold) as live:
             for seed in self.mp.seeds:
                 start = time.perf_counter()
-                self.member.reset(member_seed(tp.train.seed, seed, fold))
-                rng = np.random.default_rng([tp.train.seed, seed, fold])
+                self.member.reset(member_seed(tp.train.seed, seed, fold, self.name))
+                rng = np.random.default_rng([tp.train.seed, seed, fold, member_key(self.name)])
                 sampler = GroupSampler(split, rows_of_person, rng)
                 history = fit(
                     self.member, self.embedder, sampler, inner_rows, rng,
