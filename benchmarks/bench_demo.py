@@ -35,18 +35,13 @@ def stage_order(work: Path) -> list[str]:
 def cpu_description() -> str:
     """The CPU model, its core count and its widest vector extension, from /proc/cpuinfo."""
     info = Path("/proc/cpuinfo")
-    text = info.read_text() if info.is_file() else ""
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
-        "unknown CPU",
-    )
-    flags = set(
-        next(
-            (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
-        )
-    )
+    fields: dict[str, str] = {}
+    for line in info.read_text().splitlines() if info.is_file() else []:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
     vector = next((f for f in ("avx512f", "avx2", "avx") if f in flags), "no AVX")
-    return f"{model}, {os.cpu_count()} cores, {vector}"
+    return f"{fields.get('model name', 'unknown CPU')}, {os.cpu_count()} cores, {vector}"
 
 
 def main() -> int:

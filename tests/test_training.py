@@ -183,10 +183,8 @@ def test_one_fold_at_a_time_then_collect_equals_one_process(numpy_pipeline):
 def test_each_member_draws_its_own_stream_and_repeats_it(numpy_pipeline):
     """Two members with one config differ (own initial weights, pairs and augmentation: their
     errors are less alike, which is what an ensemble needs); one member repeats bit for bit."""
-    raw = {
-        "members": {"tiny": numpy_pipeline.members["tiny"], "twin": numpy_pipeline.members["tiny"]}
-    }
-    params = dataclasses.replace(numpy_pipeline, **raw)
+    tiny = numpy_pipeline.members["tiny"]
+    params = dataclasses.replace(numpy_pipeline, members={"tiny": tiny, "twin": tiny})
     run_train(params, "tiny")
     first = pd.read_parquet(paths.OOF_DIR / "tiny.parquet")
     run_train(params, "twin")
