@@ -88,8 +88,8 @@ def member_key(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-def member_seed(base: int, seed: int, fold: int, name: str) -> int:
-    entropy = [base, seed, fold, member_key(name)]
+def member_seed(entropy: list[int]) -> int:
+    """The framework seed (initial weights) drawn from one member's stream entropy."""
     return int(np.random.SeedSequence(entropy).generate_state(1)[0] % 2**31)
 
 
@@ -134,8 +134,9 @@ class MemberTrainer:
         with atomic_dir(fold_dir(self.name, fold)) as out, self._live(fold) as live:
             for seed in self.mp.seeds:
                 start = time.perf_counter()
-                self.member.reset(member_seed(tp.train.seed, seed, fold, self.name))
-                rng = np.random.default_rng([tp.train.seed, seed, fold, member_key(self.name)])
+                entropy = [tp.train.seed, seed, fold, member_key(self.name)]
+                self.member.reset(member_seed(entropy))
+                rng = np.random.default_rng(entropy)
                 sampler = GroupSampler(split, rows_of_person, rng)
                 history = fit(
                     self.member, self.embedder, sampler, inner_rows, rng,
