@@ -75,13 +75,24 @@ def test_one_member_params_rerun_only_that_member(ci_pipeline):
         run(["git", "checkout", "params.yaml"], work)
 
 
+def test_frozen_member_params_rerun_only_that_member(ci_pipeline):
+    work = ci_pipeline
+    try:
+        _edit_params(work, lambda raw: raw["frozen_members"]["dlib"].update(c=0.5))
+        assert _stages_in_status(work) == {"train_frozen@dlib"}
+        _edit_params(work, lambda raw: raw["embed"].update(jitter=1))
+        assert _stages_in_status(work) == {"train_frozen@dlib", "embed"}
+    finally:
+        run(["git", "checkout", "params.yaml"], work)
+
+
 def test_every_member_writes_oof_test_and_metrics(ci_pipeline):
     work = ci_pipeline
     params = load_params(work / "params.yaml")
     pairs = pd.read_parquet(work / "data/prepared/pairs.parquet")
     test_pairs = pd.read_parquet(work / "data/prepared/test_pairs.parquet")
     shown = run(["dvc", "metrics", "show"], work).stdout
-    for name in params.members:
+    for name in params.all_members:
         oof = pd.read_parquet(work / f"data/oof/{name}.parquet")
         assert sorted(oof["pair_id"]) == sorted(pairs["pair_id"])
         assert oof["prob"].between(0, 1).all()
@@ -103,10 +114,12 @@ def test_fold_seed_reruns_prepare_but_not_the_cache(ci_pipeline):
         assert "Running stage 'prepare'" in out
         changed = _stages_in_status(work)
         # new folds: every member must retrain; the images table is byte-identical: no cache reruns
-        assert {s for s in changed if s.startswith("train@")} == {
-            f"train@{m}" for m in load_params(work / "params.yaml").members
+        params = load_params(work / "params.yaml")
+        assert {s for s in changed if s.startswith("train")} == {
+            *(f"train@{m}" for m in params.members),
+            *(f"train_frozen@{m}" for m in params.frozen_members),
         }
-        assert not {s for s in changed if s.startswith(("cache@", "synthesize"))}
+        assert not {s for s in changed if s.startswith(("cache@", "synthesize", "embed"))}
     finally:
         run(["git", "checkout", "params.yaml"], work)
         run(["dvc", "repro", "prepare"], work)

@@ -9,7 +9,7 @@ import textwrap
 from fiwfixtures import quirky_fiw
 
 
-def test_prepare_and_cache_load_neither_tensorflow_nor_torch(tmp_path):
+def test_prepare_cache_embed_and_frozen_members_load_neither_tensorflow_nor_torch(tmp_path):
     root = quirky_fiw(tmp_path / "fiw")
     code = textwrap.dedent(
         f"""
@@ -24,6 +24,10 @@ def test_prepare_and_cache_load_neither_tensorflow_nor_torch(tmp_path):
         prepare(Path({str(root)!r}), FoldParams(k=2), PairParams(), out / "p", out / "s.json")
         images = pd.read_parquet(out / "p" / "images.parquet")
         build_cache(images, Path({str(root)!r}), 16, out / "c.npy", 0.0, workers=1)
+        from kinship.embed import embed_images
+        from kinship.params import EmbedParams
+        embed_images(images.head(4), Path({str(root)!r}), EmbedParams(), 0.0, workers=1)
+        import kinship.frozen.stage
         loaded = sorted(m for m in ("tensorflow", "torch", "keras", "jax") if m in sys.modules)
         print("loaded:", loaded)
         """

@@ -29,6 +29,8 @@ stages, in DAG order:
               relationships; one seeded, family-disjoint fold assignment balanced on kin-pair
               count; fixed validation, holdout and test pairs (data/prepared/, reports/prepare/)
   cache       decode every image once at one input size into data/cache/<size>.npy
+  embed       dlib's frozen face models once per image: 128-d descriptors (and of the mirror
+              image with embed.flip) and 68 landmarks (data/embeddings/, reports/embed/)
   train       train one member on every fold (build once, reset weights per fold), writing
               out-of-fold, holdout and test predictions, checkpoints, metrics and curves;
               `--fold K` trains one fold alone (one per GPU/machine), `--collect` merges them
@@ -83,6 +85,22 @@ def run_cache(params: Params, size: int) -> None:
     )
 
 
+def run_embed(params: Params) -> None:
+    import pandas as pd
+
+    from kinship.embed import embed_images, write_embeddings
+    from kinship.io import write_json
+
+    if not paths.IMAGES_TABLE.is_file():
+        raise FileNotFoundError(f"{paths.IMAGES_TABLE}: run the prepare stage first")
+    images = pd.read_parquet(paths.IMAGES_TABLE)
+    arrays, report = embed_images(
+        images, params.data.root_path, params.embed, params.cache.max_bad_fraction
+    )
+    write_embeddings(arrays)
+    write_json(paths.EMBED_REPORT, report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kinship",
@@ -104,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cache", help="decode every image once at one size (data/cache/<size>.npy)"
     )
     cache.add_argument("--size", type=int, required=True, help="one of params cache.sizes")
+    sub.add_parser("embed", help="dlib descriptors and landmarks once per image (data/embeddings/)")
     train = sub.add_parser("train", help="train one member (all folds, or one with --fold)")
     train.add_argument("--member", required=True, help="a key of params.yaml members")
     which = train.add_mutually_exclusive_group()
@@ -134,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             run_prepare(params)
         elif args.command == "cache":
             run_cache(params, args.size)
+        elif args.command == "embed":
+            run_embed(params)
         elif args.command == "train":
             from kinship.train_stage import run_train
 

@@ -134,3 +134,13 @@ def paired_bootstrap_gain(
         return float(gain), float("nan"), float("nan")
     low, high = np.percentile(diffs, [2.5, 97.5])
     return float(gain), float(low), float(high)
+
+
+def by_kind(labels, kinds, probs) -> dict[str, float | None]:
+    """Kin against each kind of negative alone: strangers, and in-family non-kin (spouses,
+    in-laws) who share the family's photo sources: a model that learned "same photo source"
+    scores well on the first only."""
+    from kinship.report.numbers import auc_by_kind
+
+    found = auc_by_kind(labels, np.asarray(kinds), np.asarray(probs))
+    return {k: None if v["auc"] is None else round(v["auc"], 6) for k, v in found.items()}

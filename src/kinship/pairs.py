@@ -141,16 +141,54 @@ def holdout_pairs(
     family_fold: pd.Series,
     *,
     seed: int,
+    in_family_nonkin_ratio: float = 0.0,
 ) -> pd.DataFrame:
     """The holdout protocol: each usable relationship once with one seeded image pair, plus as
-    many seeded cross-family negatives from inside the holdout."""
+    many seeded cross-family negatives from inside the holdout; then, when the ratio is above 0,
+    in-family non-kin negatives (kind `in_family_nonkin`) as an extra set scored on its own, so
+    the kin-vs-stranger pairs stay the same."""
     holdout = set(family_fold.index[family_fold == HOLDOUT_FOLD])
     sampler = _PairSampler(
         HOLDOUT_FOLD, images_by_person(images), np.random.default_rng([seed, 2**31])
     )
     if holdout:
-        n_kin = sampler.kin(relationships[relationships["family"].isin(holdout)], cap=1)
-        sampler.cross_family(people[people["family"].isin(holdout)], n_kin)
+        held_people = people[people["family"].isin(holdout)]
+        held_rels = relationships[relationships["family"].isin(holdout)]
+        n_kin = sampler.kin(held_rels, cap=1)
+        sampler.cross_family(held_people, n_kin)
+        if in_family_nonkin_ratio > 0:
+            candidates = nonkin_person_pairs(held_people, held_rels)
+            sampler.negatives(candidates, round(in_family_nonkin_ratio * n_kin), "in_family_nonkin")
+    return sampler.table()
+
+
+def training_pairs(
+    images: pd.DataFrame,
+    people: pd.DataFrame,
+    relationships: pd.DataFrame,
+    *,
+    rng: np.random.Generator,
+    kin_cap: int,
+    negatives_per_kin: float,
+    nonkin_share: float,
+) -> pd.DataFrame:
+    """A frozen head's training pairs from the fitting families (the pairs contract, fold 0):
+    up to `kin_cap` image pairs per relationship row, and `negatives_per_kin` negatives per kin
+    pair, `nonkin_share` of them in-family non-kin (as many as exist), the rest strangers from
+    other families. `images` holds the usable images only."""
+    images_of = images_by_person(images)
+    people = people[people["person"].isin(images_of)]
+    usable = relationships["p1"].isin(images_of) & relationships["p2"].isin(images_of)
+    sampler = _PairSampler(0, images_of, rng)
+    n_kin = sampler.kin(relationships[usable], kin_cap)
+    n_negatives = round(negatives_per_kin * n_kin)
+    candidates = [
+        (a, b)
+        for a, b in nonkin_person_pairs(people, relationships)
+        if a in images_of and b in images_of
+    ]
+    n_nonkin = sampler.negatives(candidates, round(nonkin_share * n_negatives), "in_family_nonkin")
+    sampler.cross_family(people, n_negatives - n_nonkin)
     return sampler.table()
 
 

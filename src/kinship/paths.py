@@ -9,6 +9,8 @@ PARAMS_FILE = Path("params.yaml")
 SYNTHETIC_DIR = Path("data/synthetic")
 PREPARED_DIR = Path("data/prepared")
 CACHE_DIR = Path("data/cache")
+EMBEDDINGS_DIR = Path("data/embeddings")
+"""The embed stage's per-image dlib descriptors and landmarks (images-table order)."""
 OOF_DIR = Path("data/oof")
 HOLDOUT_DIR = Path("data/holdout")
 TEST_PRED_DIR = Path("data/test")
@@ -26,6 +28,7 @@ TEST_LABELS_TABLE = PREPARED_DIR / "test_labels.parquet"
 """img_pair, is_related: the dataset's test labels (no rows when it has none); the report only."""
 PREPARE_SUMMARY = REPORTS_DIR / "prepare" / "summary.json"
 CACHE_REPORTS_DIR = REPORTS_DIR / "cache"
+EMBED_REPORT = REPORTS_DIR / "embed" / "dlib.json"
 SUBMISSION_FILE = Path("submission.csv")
 ENSEMBLE_MODELS_DIR = MODELS_DIR / "ensemble"
 ENSEMBLE_REPORTS_DIR = REPORTS_DIR / "ensemble"

@@ -44,7 +44,12 @@ def prepare(
         cross_family_ratio=pairs.cross_family_ratio,
         in_family_nonkin_ratio=pairs.in_family_nonkin_ratio,
     )
-    holdout = holdout_pairs(**common, family_fold=family_fold, seed=pairs.seed)
+    holdout = holdout_pairs(
+        **common,
+        family_fold=family_fold,
+        seed=pairs.seed,
+        in_family_nonkin_ratio=pairs.in_family_nonkin_ratio,
+    )
     tables = {
         paths.IMAGES_TABLE.name: index.images,
         paths.PEOPLE_TABLE.name: people,

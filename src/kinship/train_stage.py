@@ -20,7 +20,7 @@ import pandas as pd
 from kinship import paths
 from kinship.cache import load_cache
 from kinship.io import atomic_dir, atomic_file, write_json
-from kinship.metrics import auc, pair_families, score_summary
+from kinship.metrics import auc, by_kind, pair_families, score_summary
 from kinship.params import Params
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,7 @@ class MemberTrainer:
         )  # fmt: skip
         inner = split.inner_pairs
         inner_rows = (prep.rows(inner["img1"]), prep.rows(inner["img2"]), inner["label"].to_numpy())
-        targets = {
-            "oof.parquet": prep.pairs[prep.pairs["fold"] == fold],
-            "holdout.parquet": prep.holdout,
-            "test.parquet": prep.test,
-        }
+        targets = fold_targets(prep, fold)
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
         rows_of_person = prep.rows_of_person(self.bad)
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
@@ -161,9 +157,7 @@ class MemberTrainer:
                         "total_seconds": round(time.perf_counter() - start, 2),
                     }
                 )
-            for key, table in targets.items():
-                ids = table[["img_pair"]] if key == "test.parquet" else table[["pair_id", "fold"]]
-                ids.assign(prob=sums[key] / len(self.mp.seeds)).to_parquet(out / key, index=False)
+            write_fold_predictions(out, targets, sums, len(self.mp.seeds))
             write_json(out / "timing.json", timing)
         fold_auc = auc(targets["oof.parquet"]["label"], sums["oof.parquet"])
         log.info("%s fold %d: validation auc %.4f", self.name, fold, fold_auc)
@@ -187,6 +181,22 @@ class MemberTrainer:
         live.step = record["epoch"]
         for key in ("loss", "inner_auc", "lr"):
             live.log_metric(f"seed{seed}/{key}", record[key])
+
+
+def fold_targets(prepared: Prepared, fold: int) -> dict[str, pd.DataFrame]:
+    """The pairs a fold's models predict: its validation pairs, the holdout, the test pairs."""
+    return {
+        "oof.parquet": prepared.pairs[prepared.pairs["fold"] == fold],
+        "holdout.parquet": prepared.holdout,
+        "test.parquet": prepared.test,
+    }
+
+
+def write_fold_predictions(out: Path, targets: dict, sums: dict, n_seeds: int) -> None:
+    """Each target's mean probability over the seeds, in the pipeline's table formats."""
+    for key, table in targets.items():
+        ids = table[["img_pair"]] if key == "test.parquet" else table[["pair_id", "fold"]]
+        ids.assign(prob=sums[key] / n_seeds).to_parquet(out / key, index=False)
 
 
 def folds_of(prepared: Prepared) -> list[int]:
@@ -247,47 +257,52 @@ def _check_coverage(name: str, predicted: pd.DataFrame, expected: pd.DataFrame, 
 
 
 def member_metrics(name, params: Params, prepared: Prepared, oof, holdout) -> dict:
-    mp = params.members[name]
     family_of = dict(zip(prepared.images["image"], prepared.images["family"], strict=True))
-    truth = prepared.pairs.set_index("pair_id")["label"]
-    labels = truth.loc[oof["pair_id"]].to_numpy()
+    truth = prepared.pairs.set_index("pair_id")
+    labels = truth["label"].loc[oof["pair_id"]].to_numpy()
     groups = pair_families(oof["pair_id"], family_of)
     per_fold = {
         str(f): round(auc(labels[oof["fold"] == f], oof["prob"][oof["fold"] == f]), 6)
         for f in sorted(oof["fold"].unique())
     }
     metrics = {
-        "model": mp.model,
-        "input_size": mp.input_size,
-        "weights": mp.weights,
+        **params.member_info(name),
         "oof": score_summary(labels, oof["prob"].to_numpy(), groups, seed=params.train.seed),
+        "oof_auc_by_kind": by_kind(labels, truth["kind"].loc[oof["pair_id"]], oof["prob"]),
         "per_fold_auc": per_fold,
         "fold_auc_mean": round(float(np.mean(list(per_fold.values()))), 6),
         "fold_auc_std": round(float(np.std(list(per_fold.values()))), 6),
     }
     if len(holdout):
-        h_truth = prepared.holdout.set_index("pair_id")["label"]
-        h_labels = h_truth.loc[holdout["pair_id"]].to_numpy()
+        h_truth = prepared.holdout.set_index("pair_id")
+        h_labels = h_truth["label"].loc[holdout["pair_id"]].to_numpy()
         h_groups = pair_families(holdout["pair_id"], family_of)
         metrics["holdout"] = score_summary(h_labels, holdout["prob"].to_numpy(), h_groups)
+        metrics["holdout_auc_by_kind"] = by_kind(
+            h_labels, h_truth["kind"].loc[holdout["pair_id"]], holdout["prob"]
+        )
     return metrics
 
 
 def run_train(params: Params, name: str, fold: int | None = None, collect_only: bool = False):
     """`kinship train`: all folds then collect; one fold; or collect alone."""
-    if name not in params.members:
+    if name not in params.all_members:
         from kinship.config import did_you_mean
 
         raise ValueError(
-            f"unknown member {name!r}{did_you_mean(name, params.members)}; "
-            f"members in params.yaml: {', '.join(params.members)}"
+            f"unknown member {name!r}{did_you_mean(name, params.all_members)}; "
+            f"members in params.yaml: {', '.join(params.all_members)}"
         )
     prepared = Prepared.load()
     folds = folds_of(prepared)
     if fold is not None and fold not in folds:
         raise ValueError(f"--fold {fold}: folds are {folds}")
     if not collect_only:
-        trainer = MemberTrainer(name, params, prepared)
+        if name in params.frozen_members:
+            from kinship.frozen.stage import FrozenTrainer as Trainer
+        else:
+            Trainer = MemberTrainer
+        trainer = Trainer(name, params, prepared)
         for k in [fold] if fold is not None else folds:
             trainer.train_fold(k)
     if fold is None or collect_only:

@@ -16,6 +16,7 @@ from kinship.ensemble.nested import NestedResult, Recipe, Rows, nested
 from kinship.ensemble.scores import split_report
 from kinship.ensemble.submission import build_submission, read_sample, write_submission
 from kinship.io import atomic_dir, atomic_file, write_json
+from kinship.metrics import by_kind
 from kinship.params import EnsembleParams, Params
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def run_ensemble(params: Params) -> dict:
 
 def _run(params: Params) -> dict:
     ep = params.ensemble
-    names = list(ep.members) if ep.members is not None else list(params.members)
+    names = list(ep.members) if ep.members is not None else params.all_members
     # 1. inputs, checked: member tables against the prepared pairs, the sample submission
     inputs = load_inputs(names)
     sample = read_sample(params.data.root_path)
@@ -166,6 +167,12 @@ def ensemble_metrics(inputs, result: NestedResult, ep: EnsembleParams, tables, b
                 ep.seed,
                 ep.bootstrap,
             )
+            scored = {n: table[n] for n in inputs.members}
+            scored["ensemble"] = table[f"{METHOD_PREFIX}prob"]
+            metrics[split]["auc_by_kind"] = {
+                name: by_kind(table["label"], table["kind"], scores)
+                for name, scores in scored.items()
+            }
     return metrics
 
 

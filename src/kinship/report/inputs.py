@@ -43,7 +43,7 @@ class MemberInfo:
 
     name: str
     model: str
-    input_size: int
+    input_size: int | None  # None: a frozen member (features from the embed stage)
     weights: str
     train_seconds: float
     folds: int
@@ -145,7 +145,7 @@ def member_info(name: str) -> MemberInfo:
     return MemberInfo(
         name=name,
         model=str(require(metrics, "model", metrics_path)),
-        input_size=int(require(metrics, "input_size", metrics_path)),
+        input_size=_optional_int(require(metrics, "input_size", metrics_path)),
         weights=str(require(metrics, "weights", metrics_path)),
         train_seconds=seconds,
         folds=len(folds),
@@ -188,3 +188,7 @@ def _producer(path: Path) -> str:
     if path == paths.PREPARE_SUMMARY:
         return "`dvc repro prepare`"
     return "check data.root in params.yaml"
+
+
+def _optional_int(value) -> int | None:
+    return None if value is None else int(value)

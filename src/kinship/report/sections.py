@@ -64,7 +64,7 @@ def _member_cells(member) -> list[str]:
     time_title = f"sum over {member.folds} folds × {member.seeds} seed(s)"
     return [
         h.cell(h.duration(member.train_seconds), "time", title=time_title),
-        h.cell(f"{member.input_size} px", "size"),
+        h.cell("embed" if member.input_size is None else f"{member.input_size} px", "size"),
         h.cell(Path(member.weights).name, "text weights", title=member.weights),
         h.cell(member.model, "text"),
     ]

@@ -1,0 +1,93 @@
+"""Per-image feature vectors from the embed stage, and the pair features a frozen head reads."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kinship.embed import Embeddings
+
+EPS = 1e-6
+
+# 68-point landmark indices (iBUG 300-W): jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67
+LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
+KEY_POINTS = (0, 4, 8, 12, 16, 17, 21, 22, 26, 27, 30, 31, 33, 35, 36, 39, 42, 45, 48, 51, 54, 57)
+"""Jaw ends, corners and chin; brow ends; nose bridge, tip, wings; eye corners; mouth corners."""
+ANGLES = ((0, 8, 16), (4, 8, 12), (31, 30, 35), (48, 57, 54), (36, 30, 45), (17, 27, 26))
+"""(a, vertex, b): jaw at the chin, lower jaw, nose tip, mouth, eyes to nose tip, brows."""
+
+
+def landmark_geometry(landmarks: np.ndarray) -> np.ndarray:
+    """Face geometry that does not depend on position, scale or in-plane rotation.
+
+    (N, 68, 2) landmarks in pixels → (N, D) float32: every point in an eye-aligned frame (origin
+    between the eyes, x along the eye line, unit = inter-ocular distance), the distances between
+    `KEY_POINTS` in that unit, and the `ANGLES` in radians.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    left, right = points[:, LEFT_EYE].mean(axis=1), points[:, RIGHT_EYE].mean(axis=1)
+    centre, axis = (left + right) / 2, right - left
+    iod = np.maximum(np.linalg.norm(axis, axis=1), EPS)
+    cos, sin = axis[:, 0] / iod, axis[:, 1] / iod
+    shifted = points - centre[:, None, :]
+    aligned = (
+        np.stack(
+            [
+                (shifted[..., 0] * cos[:, None] + shifted[..., 1] * sin[:, None]),
+                (-shifted[..., 0] * sin[:, None] + shifted[..., 1] * cos[:, None]),
+            ],
+            axis=-1,
+        )
+        / iod[:, None, None]
+    )
+    key = aligned[:, KEY_POINTS]
+    i, j = np.triu_indices(len(KEY_POINTS), k=1)
+    distances = np.linalg.norm(key[:, i] - key[:, j], axis=-1)
+    angles = []
+    for a, v, b in ANGLES:
+        u, w = aligned[:, a] - aligned[:, v], aligned[:, b] - aligned[:, v]
+        cosine = (u * w).sum(-1) / np.maximum(
+            np.linalg.norm(u, axis=-1) * np.linalg.norm(w, axis=-1), EPS
+        )
+        angles.append(np.arccos(np.clip(cosine, -1, 1)))
+    features = np.concatenate([aligned.reshape(len(points), -1), distances, np.stack(angles, 1)], 1)
+    return features.astype(np.float32)
+
+
+def image_features(model: str, embeddings: Embeddings) -> np.ndarray:
+    """(N, V, D) per-image features of one frozen model: V views (the image, its mirror image)."""
+    if model == "dlib":
+        return embeddings.descriptors
+    if model == "dlib_landmarks":
+        return landmark_geometry(embeddings.landmarks)[:, None, :]
+    raise ValueError(f"unknown frozen model {model!r}")
+
+
+def pair_features(a: np.ndarray, b: np.ndarray, names: list[str]) -> np.ndarray:
+    """The head's input for pairs of feature vectors (P, D) → (P, F) float32, in `names` order."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    blocks = []
+    for name in names:
+        if name == "sq_diff":
+            blocks.append((a - b) ** 2)
+        elif name == "abs_diff":
+            blocks.append(np.abs(a - b))
+        elif name == "prod":
+            blocks.append(a * b)
+        elif name == "sq_sub":
+            blocks.append(a**2 - b**2)
+        elif name == "abs_sq_sub":
+            blocks.append(np.abs(a**2 - b**2))
+        elif name == "abs_sum":
+            blocks.append(np.abs(a + b))
+        elif name == "norm_prod":
+            blocks.append(a * b / (a**2 + b**2 + EPS))
+        elif name == "sides":
+            blocks.extend([np.minimum(a, b), np.maximum(a, b)])
+        elif name == "cosine":
+            norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+            blocks.append(((a * b).sum(1) / np.maximum(norms, EPS))[:, None])
+        elif name == "distance":
+            blocks.append(np.linalg.norm(a - b, axis=1)[:, None])
+        else:
+            raise ValueError(f"unknown pair feature {name!r}")
+    return np.concatenate(blocks, axis=1).astype(np.float32)
