@@ -1,7 +1,7 @@
 """Any FIW-format dataset: `dvc repro` on a shape unlike Kaggle's, end to end.
 
 Hundreds of two-person families, one photo per person, one relationship per family, every photo
-40 px (smaller than the 64 px members' input) and greyscale; the data folder lives outside the
+40 px (smaller than the 64 px members' input) and every other one greyscale; the data folder lives outside the
 repository. The faces are the project's synthetic ones (nothing here is real data).
 """
 
@@ -25,7 +25,7 @@ N_FAMILIES = 240
 
 
 def two_person_fiw(root):
-    """A two-person-family dataset, every image turned into 40 px greyscale."""
+    """A two-person-family dataset of 40 px photos, every other one greyscale."""
     generate(
         root,
         SynthConfig(
@@ -34,7 +34,8 @@ def two_person_fiw(root):
         ),
         workers=1,
     )  # fmt: skip
-    for path in [*root.glob("train/*/*/*.jpg"), *root.glob("test/*.jpg")]:
+    photos = sorted([*root.glob("train/*/*/*.jpg"), *root.glob("test/*.jpg")])
+    for path in photos[::2]:
         with Image.open(path) as image:
             grey = image.convert("L")
         grey.save(path, format="JPEG", quality=90)
@@ -72,8 +73,9 @@ def test_pipeline_runs_on_two_person_families_with_tiny_grey_photos(two_person_p
     assert summary["usable_relationships"] == N_FAMILIES
     images = pd.read_parquet(work / "data/prepared/images.parquet")
     cache = np.load(work / "data/cache/64.npy", mmap_mode="r")
-    row = cache[len(images) // 2]
-    assert row.any() and (row[..., 0] == row[..., 1]).all()  # grey, upscaled to 64 px, as RGB
+    grey = [(row[..., 0] == row[..., 1]).all() and (row[..., 1] == row[..., 2]).all()
+            for row in cache[: 2 * N_FAMILIES]]  # fmt: skip
+    assert 0.3 < np.mean(grey) < 0.7  # grey photos upscaled to 64 px become RGB rows
     embed = json.loads((work / "reports/embed/dlib.json").read_text())
     assert embed["bad_images"] == 0 and embed["images"] == len(images)
     pairs = pd.read_parquet(work / "data/prepared/pairs.parquet")
@@ -83,8 +85,8 @@ def test_pipeline_runs_on_two_person_families_with_tiny_grey_photos(two_person_p
     for name in ensemble["members"]:
         auc = ensemble["oof"]["members"][name]["auc"]
         assert 0.0 <= auc <= 1.0, name
-    # the familial signal survives grey 40 px photos: the ensemble finds it out of fold
-    assert ensemble["oof"]["ensemble"]["auc"] > 0.55
+    # the familial signal survives 40 px and grey photos: the ensemble finds it out of fold
+    assert ensemble["oof"]["ensemble"]["auc"] > 0.53
     submission = pd.read_csv(work / "submission.csv")
     sample = read_sample(root)
     assert list(submission["img_pair"]) == list(sample["img_pair"])

@@ -69,7 +69,8 @@ class FrozenMemberParams:
     training, each image then shows either view at random."""
     kin_pairs_per_relationship: int = 10
     """Training image pairs drawn per relationship row of the fitting families (all when fewer).
-    More lets families with many photos dominate: on real FIW, 1000 (all) scored below 10."""
+    On real FIW, 3, 30 or all of them scored within noise of 10 (benchmarks/bench_dlib_heads.py);
+    30 trains three times slower."""
     negatives_per_kin: float = 1.0
     nonkin_share: float = 0.0
     """Share of the training negatives drawn from in-family non-kin pairs (spouses, in-laws)

@@ -107,6 +107,13 @@ def holdout(inputs: ReportInputs, content: ReportContent) -> str | None:
     split = inputs.ensemble.get("holdout")
     if not split:
         return None
+    by_kind = split.get("auc_by_kind", {})  # members and the ensemble: kin vs each negative kind
+
+    def kind_cells(r) -> list[str]:
+        found = by_kind.get("ensemble" if r.group == "ensemble" else r.name, {})
+        found = found if r.group != "method" else {}
+        return [h.cell(h.num(found.get(k)), k) for k in NEGATIVE_KINDS]
+
     rows = [
         h.row(
             [
@@ -114,6 +121,7 @@ def holdout(inputs: ReportInputs, content: ReportContent) -> str | None:
                 h.cell(r.group, "text"),
                 h.cell(h.num(r.entry(split).get("auc")), "auc"),
                 h.cell(h.interval(r.entry(split).get("auc_ci95")), "ci"),
+                *kind_cells(r),
             ],
             key=r.key,
             cls="ensemble" if r.group == "ensemble" else None,
@@ -126,7 +134,14 @@ def holdout(inputs: ReportInputs, content: ReportContent) -> str | None:
         f"members are the mean of their fold models. Gain over {gain['over']}: "
         f"{h.signed(gain['auc_gain'])} {h.interval(gain['ci95'])}."
     )
-    table = h.table(["name", "kind", "holdout AUC", "95 % CI"], rows, "holdout-table", (0, 1))
+    headers = [
+        "name",
+        "kind",
+        "holdout AUC",
+        "95 % CI",
+        *(f"kin vs {KIND_TITLES[k]}" for k in NEGATIVE_KINDS),
+    ]
+    table = h.table(headers, rows, "holdout-table", (0, 1))
     return h.section("holdout", "Holdout", table, note=note)
 
 
