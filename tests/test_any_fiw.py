@@ -1,8 +1,9 @@
 """Any FIW-format dataset: `dvc repro` on a shape unlike Kaggle's, end to end.
 
-Hundreds of two-person families, one photo per person, one relationship per family, every photo
-40 px (smaller than the 64 px members' input) and every other one greyscale; the data folder lives outside the
-repository. The faces are the project's synthetic ones (nothing here is real data).
+Hundreds of two-person families, one photo per person, one relationship per family, every
+photo 40 px (smaller than the 64 px members' input) and every other one greyscale; the data
+folder lives outside the repository. The faces are the project's synthetic ones (nothing here
+is real data).
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ def test_frozen_member_writes_the_contract_tables_and_learns(frozen_workspace):
     metrics = json.loads((paths.MEMBER_REPORTS_DIR / "dlib/metrics.json").read_text())
     assert metrics["model"] == "dlib" and metrics["input_size"] is None
     # the descriptors carry a family signal: strangers are easy, in-family non-kin are not
-    assert metrics["oof_auc_by_kind"]["cross_family"] > 0.9
+    assert metrics["oof_auc_by_kind"]["cross_family"] > 0.8
     assert metrics["oof_auc_by_kind"]["in_family_nonkin"] < 0.75
     timing = json.loads((paths.MEMBER_REPORTS_DIR / "dlib/timing.json").read_text())
     assert [len(f["seeds"]) for f in timing["folds"]] == [2, 2]
