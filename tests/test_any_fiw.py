@@ -59,7 +59,10 @@ def two_person_pipeline(tmp_path_factory):
             "facenet": {"input_size": 75, "epochs": 1, "steps_per_epoch": 2, "batch_size": 8,
                         "start_from_epoch": 0},
         },
-        "frozen_members": {"dlib": {"model": "dlib"}, "dlib_landmarks": {"model": "dlib_landmarks"}},
+        "frozen_members": {
+            "dlib": {"model": "dlib"},
+            "dlib_landmarks": {"model": "dlib_landmarks"},
+        },
     }  # fmt: skip
     (work / "two_person.yaml").write_text(yaml.safe_dump(profile))
     run(["kinship", "profile", "two_person.yaml"], work)
