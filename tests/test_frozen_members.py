@@ -290,3 +290,6 @@ def test_the_real_data_profiles_validate():
     assert set(cpu.frozen_members) == {"dlib", "dlib_landmarks"}
     assert list(cpu.members) == ["vggface_resnet50"] and cpu.cache.sizes == [64]
     assert cpu.folds.holdout_prefix == "F09" and cpu.pairs.in_family_nonkin_ratio > 0
+    koch = load_params(REPO / "params.yaml", [REPO / "profiles/fiw-cpu.yaml",
+                                              REPO / "profiles/fiw-cpu-koch.yaml"])  # fmt: skip
+    assert list(koch.members) == ["vggface_resnet50", "siamese_cnn"]
