@@ -11,6 +11,7 @@ with the real-data profile (`bench_real_fiw.py --run DIR`, or `dvc repro embed` 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -18,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kinship.embed import Embeddings
 from kinship.frozen.features import pair_features
 from kinship.frozen.heads import create_head
 from kinship.frozen.params import FrozenMemberParams
+from kinship.frozen.stage import FrozenTrainer
 from kinship.metrics import auc
 from kinship.pairs import training_pairs
+from kinship.params import load_params
 from kinship.train_stage import Prepared
 
 KAGGLE_5TH = ["sq_diff", "sq_sub", "abs_sq_sub", "abs_diff", "abs_sum", "sides", "norm_prod"]
@@ -43,9 +45,8 @@ VARIANTS = {
 
 def main() -> None:
     os.chdir(Path(sys.argv[1] if len(sys.argv) > 1 else "."))
+    base = load_params()
     prepared = Prepared.load()
-    embeddings = Embeddings.load(len(prepared.images))
-    views = embeddings.descriptors
     people, rels = prepared.people, prepared.relationships
     train_people = people[people["fold"] > 0]
     train_rels = rels[rels["fold"] > 0]
@@ -53,48 +54,40 @@ def main() -> None:
         sorted(train_people["family"].unique()), size=len(set(train_people["family"])) // 5,
         replace=False,
     ))  # fmt: skip
-    usable = prepared.images[
-        (prepared.images["split"] == "train") & ~prepared.images["row"].isin(embeddings.bad_rows)
-    ]
     val = prepared.pairs[prepared.pairs["fold"] == 0]
     holdout = prepared.holdout[prepared.holdout["kind"] != "in_family_nonkin"]
     print(f"{'variant':40s} {'fold 0: strangers':>18s} {'in-family':>10s} {'holdout 592':>12s}")
     for name, change in VARIANTS.items():
-        params = FrozenMemberParams(model="dlib", **{"pair_features": KAGGLE_5TH, **change})
+        member = FrozenMemberParams(model="dlib", **{"pair_features": KAGGLE_5TH, **change})
+        params = dataclasses.replace(base, frozen_members={"dlib": member})
+        trainer = FrozenTrainer("dlib", params, prepared)  # the member's own views and scoring
+        usable = prepared.images[
+            (prepared.images["split"] == "train") & ~prepared.images["row"].isin(trainer.bad)
+        ]
         start = time.perf_counter()
         rng = np.random.default_rng(0)
 
-        def features(rows, train, params=params, rng=rng):
-            n_views = views.shape[1] if params.tta_flip else 1
-            if train:
-                return views[rows, rng.integers(n_views, size=len(rows))]
-            return views[rows, :n_views].mean(axis=1)
-
-        def sample(fit_families, params=params, rng=rng):
+        def sample(families, member=member, usable=usable, rng=rng):
             return training_pairs(
-                usable, train_people[train_people["family"].isin(fit_families)],
-                train_rels[train_rels["family"].isin(fit_families)], rng=rng,
-                kin_cap=params.kin_pairs_per_relationship,
-                negatives_per_kin=params.negatives_per_kin, nonkin_share=params.nonkin_share,
+                usable, train_people[train_people["family"].isin(families)],
+                train_rels[train_rels["family"].isin(families)], rng=rng,
+                kin_cap=member.kin_pairs_per_relationship,
+                negatives_per_kin=member.negatives_per_kin, nonkin_share=member.nonkin_share,
             )  # fmt: skip
+
+        def x_of(table, rng=None, member=member, trainer=trainer):
+            a = trainer.vectors(prepared.rows(table["img1"]), rng)
+            b = trainer.vectors(prepared.rows(table["img2"]), rng)
+            return pair_features(a, b, member.pair_features)
 
         fit = sample(set(train_people["family"]) - inner_families)
         inner = sample(inner_families)
+        head = create_head(member)
+        head.fit(x_of(fit, rng), fit["label"].to_numpy(), x_of(inner), inner["label"].to_numpy(),
+                 seed=0)  # fmt: skip
 
-        def x_of(table, train, params=params):
-            a = features(prepared.rows(table["img1"]), train)
-            b = features(prepared.rows(table["img2"]), train)
-            return pair_features(a, b, params.pair_features), pair_features(
-                b, a, params.pair_features
-            )
-
-        head = create_head(params)
-        head.fit(x_of(fit, True)[0], fit["label"].to_numpy(), x_of(inner, False)[0],
-                 inner["label"].to_numpy(), seed=0)  # fmt: skip
-
-        def score(table, head=head):
-            ab, ba = x_of(table, False)
-            return (head.predict(ab) + head.predict(ba)) / 2
+        def score(table, head=head, trainer=trainer):
+            return trainer.predict(head, prepared.rows(table["img1"]), prepared.rows(table["img2"]))
 
         p_val, p_hold = score(val), score(holdout)
         kinds = val["kind"].to_numpy()

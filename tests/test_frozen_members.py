@@ -11,6 +11,7 @@ from conftest import REPO
 
 from kinship import paths
 from kinship.embed import write_embeddings
+from kinship.frozen.features import PAIR_FEATURES as FEATURE_FUNCTIONS
 from kinship.frozen.features import landmark_geometry, pair_features
 from kinship.frozen.heads import LgbmHead, LogisticHead
 from kinship.frozen.params import FROZEN_PAIR_FEATURES, FrozenMemberParams, LgbmHeadParams
@@ -34,6 +35,7 @@ def test_pair_features_are_symmetric_except_the_signed_difference_of_squares():
             np.testing.assert_allclose(ab, -ba, rtol=1e-6)
         else:
             np.testing.assert_allclose(ab, ba, rtol=1e-6)
+    assert set(FEATURE_FUNCTIONS) == set(FROZEN_PAIR_FEATURES)  # params and code name the same
     all_of_them = pair_features(a, b, list(FROZEN_PAIR_FEATURES))
     assert all_of_them.shape == (5, 8 * 8 + 8 + 1 + 1) and all_of_them.dtype == np.float32
     np.testing.assert_allclose(pair_features(a, b, ["sq_sub"]), (a + b) * (a - b), rtol=1e-5)

@@ -1,8 +1,8 @@
 """The embed stage: dlib's frozen, pretrained face models run once per image.
 
 For every image of the images table (train and test), in table order:
-1. the face box: the whole image (FIW images are face crops already) or, with
-   `embed.face_box: detect`, dlib's HOG detector's largest box (the whole image when it finds none);
+1. the face box (`embed.face_box`): dlib's HOG detector's largest box, the whole image when it finds
+   none (`detect`), or always the whole image (`whole`: FIW images are face crops already);
 2. the 5-point shape predictor aligns a 150×150 chip (dlib's `get_face_chip`), and the ResNet face
    model computes its 128-d descriptor — of the chip and, with `embed.flip`, of its mirror image
    (test-time averaging is the frozen member's choice), each with `embed.jitter` random jitters
@@ -12,7 +12,7 @@ For every image of the images table (train and test), in table order:
 Outputs, under `data/embeddings/` (row i = row i of the images table, as the image caches):
 `dlib_descriptors.npy` (N, V, 128) float32 with V = 1 (+1 with flip), `dlib_landmarks.npy`
 (N, 68, 2) float32, `dlib_detected.npy` (N,) bool (the detector found a face; always false with
-the whole-image box), and `reports/embed/dlib.json` (unreadable images by path, counts, time).
+the whole-image box), and `reports/embed/dlib.json` (unreadable images by path, counts).
 Unreadable images are zero rows, listed in the report and excluded by the members; the stage fails
 when their fraction exceeds `cache.max_bad_fraction`, leaving nothing behind.
 
@@ -232,7 +232,12 @@ class Embeddings:
     bad_rows: set[int]
 
     @classmethod
-    def load(cls, n_images: int, directory: Path = paths.EMBEDDINGS_DIR) -> Embeddings:
+    def load(
+        cls,
+        n_images: int,
+        directory: Path = paths.EMBEDDINGS_DIR,
+        report: Path = paths.EMBED_REPORT,
+    ) -> Embeddings:
         import json
 
         arrays = {}
@@ -255,7 +260,7 @@ class Embeddings:
                     "(stale embeddings: run `dvc repro embed`)"
                 )
             arrays[key] = array
-        report = paths.EMBED_REPORT
+        report = Path(report)
         if not report.is_file():
             raise FileNotFoundError(f"{report}: missing (run `dvc repro embed`)")
         bad = {b["row"] for b in json.loads(report.read_text())["bad"]}

@@ -62,32 +62,27 @@ def image_features(model: str, embeddings: Embeddings) -> np.ndarray:
     raise ValueError(f"unknown frozen model {model!r}")
 
 
+PAIR_FEATURES = {
+    "sq_diff": lambda a, b: (a - b) ** 2,
+    "abs_diff": lambda a, b: np.abs(a - b),
+    "prod": lambda a, b: a * b,
+    "sq_sub": lambda a, b: a**2 - b**2,
+    "abs_sq_sub": lambda a, b: np.abs(a**2 - b**2),
+    "abs_sum": lambda a, b: np.abs(a + b),
+    "norm_prod": lambda a, b: a * b / (a**2 + b**2 + EPS),
+    "sides": lambda a, b: np.concatenate([np.minimum(a, b), np.maximum(a, b)], axis=1),
+    "cosine": lambda a, b: (
+        (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), EPS)
+    )[:, None],
+    "distance": lambda a, b: np.linalg.norm(a - b, axis=1)[:, None],
+}
+"""Each name of `kinship.frozen.params.FROZEN_PAIR_FEATURES`: (P, D) pairs → (P, k) columns."""
+
+
 def pair_features(a: np.ndarray, b: np.ndarray, names: list[str]) -> np.ndarray:
     """The head's input for pairs of feature vectors (P, D) → (P, F) float32, in `names` order."""
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    blocks = []
-    for name in names:
-        if name == "sq_diff":
-            blocks.append((a - b) ** 2)
-        elif name == "abs_diff":
-            blocks.append(np.abs(a - b))
-        elif name == "prod":
-            blocks.append(a * b)
-        elif name == "sq_sub":
-            blocks.append(a**2 - b**2)
-        elif name == "abs_sq_sub":
-            blocks.append(np.abs(a**2 - b**2))
-        elif name == "abs_sum":
-            blocks.append(np.abs(a + b))
-        elif name == "norm_prod":
-            blocks.append(a * b / (a**2 + b**2 + EPS))
-        elif name == "sides":
-            blocks.extend([np.minimum(a, b), np.maximum(a, b)])
-        elif name == "cosine":
-            norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-            blocks.append(((a * b).sum(1) / np.maximum(norms, EPS))[:, None])
-        elif name == "distance":
-            blocks.append(np.linalg.norm(a - b, axis=1)[:, None])
-        else:
-            raise ValueError(f"unknown pair feature {name!r}")
-    return np.concatenate(blocks, axis=1).astype(np.float32)
+    unknown = [n for n in names if n not in PAIR_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown pair feature {unknown[0]!r}; valid: {', '.join(PAIR_FEATURES)}")
+    return np.concatenate([PAIR_FEATURES[n](a, b) for n in names], axis=1).astype(np.float32)

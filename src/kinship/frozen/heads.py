@@ -1,7 +1,8 @@
 """Pair heads of the frozen members: LightGBM (early stopping on the inner slice) or logistic.
 
 Both take pair features (P, F) float32 and labels, report the inner slice's AUC, predict
-probabilities, and save to / load from a folder with the config that rebuilds them.
+probabilities, and save their fitted state to / load it from a folder (the stage writes the
+config beside it).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 
 import numpy as np
 
@@ -145,7 +146,5 @@ class FrozenTrainer:
         log.info("%s fold %d: validation auc %.4f", self.name, fold, fold_auc)
 
     def _config(self) -> dict:
-        from dataclasses import asdict
-
         return {"name": self.name, "class": type(self).__qualname__, "params": asdict(self.fp),
                 "embed": asdict(self.params.embed)}  # fmt: skip
