@@ -18,7 +18,8 @@ from conftest import copy_project, run
 from PIL import Image
 
 from kinship.ensemble.submission import read_sample
-from kinship.synth import SynthConfig, generate
+from kinship.synth.config import SynthConfig
+from kinship.synth.dataset import generate
 
 pytestmark = pytest.mark.e2e
 

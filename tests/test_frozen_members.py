@@ -20,7 +20,8 @@ from kinship.metrics import auc
 from kinship.pairs import holdout_pairs, nonkin_person_pairs, training_pairs
 from kinship.params import FoldParams, PairParams, apply_profile, load_params, parse_params
 from kinship.prepare import prepare
-from kinship.synth import SynthConfig, generate
+from kinship.synth.config import SynthConfig
+from kinship.synth.dataset import generate
 from kinship.train_stage import Prepared, run_train
 
 ANTISYMMETRIC = {"sq_sub"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kinship.params import load_params, parse_params
+from kinship.params import apply_profile, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,6 +79,39 @@ def test_frozen_random_backbone_is_refused():
     raw["members"][name].update(weights="w.h5", width=0.5)
     with pytest.raises(ValueError, match=rf"members.{name}.width must be 1.0 when pretrained"):
         parse_params(raw)
+
+
+def test_weights_lie_in_the_members_own_folder():
+    """train@<member> depends on weights/<member>/ alone: a file elsewhere is a params error."""
+    raw = _raw()
+    raw["members"]["facenet"].update(weights="weights/facenet/20180402-114759-vggface2.pt")
+    assert parse_params(raw).members["facenet"].weights_path.parent == Path("weights/facenet")
+    for elsewhere in ("weights/vggface_vgg16/vgg.pt", "w.pt", "/tmp/facenet.pt"):
+        raw["members"]["facenet"].update(weights=elsewhere)
+        with pytest.raises(
+            ValueError,
+            match=r"members.facenet.weights must be a file under "
+            r"weights/facenet/ \(train@facenet depends on that folder only",
+        ):
+            parse_params(raw)
+
+
+def test_every_member_has_its_committed_weights_folder():
+    """DVC fails on a missing dep: every member of params.yaml and of each profile has one."""
+    for profile in [None, *sorted((REPO / "profiles").glob("*.yaml"))]:
+        params = load_params(REPO / "params.yaml", [profile] if profile else [])
+        for name in params.members:
+            assert (REPO / "weights" / name / ".gitkeep").is_file(), (profile, name)
+
+
+def test_profile_creates_a_new_members_weights_folder(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((REPO / "params.yaml").read_text())
+    profile = tmp_path / "new.yaml"
+    profile.write_text("members:\n  koch2: {model: siamese_cnn, input_size: 64}\n")
+    apply_profile(params_file, profile)
+    assert (tmp_path / "weights" / "koch2" / ".gitkeep").is_file()
+    assert "koch2" in load_params(params_file).members
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kinship.synth import SynthConfig, generate
-from kinship.synth.dataset import build_families
+from kinship.synth.config import SynthConfig
+from kinship.synth.dataset import build_families, generate
 from kinship.synth.figure import family_figure
 
 SMALL = SynthConfig(seed=3, n_families=20, n_test_families=6, image_size=48)

@@ -16,7 +16,8 @@ from kinship.io import write_json
 from kinship.members import registry
 from kinship.params import FoldParams, MemberParams, PairParams, parse_params
 from kinship.prepare import prepare
-from kinship.synth import SynthConfig, generate
+from kinship.synth.config import SynthConfig
+from kinship.synth.dataset import generate
 from kinship.train_stage import Prepared, collect, run_train
 
 SIZE = 32

@@ -129,3 +129,33 @@ def load_cache(path: Path, n_images: int, size: int) -> np.ndarray:
             " (stale cache: run `dvc repro`)"
         )
     return array
+
+
+def run_cache(params, size: int) -> None:
+    """The cache@<size> stage: every image of the images table decoded once at `size`."""
+    import time
+
+    from kinship import paths
+    from kinship.io import write_json
+
+    if size not in params.cache.sizes:
+        raise ValueError(
+            f"cache size {size} is not listed in params.yaml cache.sizes {params.cache.sizes}"
+        )
+    if not paths.IMAGES_TABLE.is_file():
+        raise FileNotFoundError(f"{paths.IMAGES_TABLE}: run the prepare stage first")
+    images = pd.read_parquet(paths.IMAGES_TABLE)
+    start = time.perf_counter()
+    report = build_cache(
+        images, params.data.root_path, size, paths.cache_file(size), params.cache.max_bad_fraction
+    )
+    write_json(paths.CACHE_REPORTS_DIR / f"{size}.json", report)
+    seconds = time.perf_counter() - start
+    log.info(
+        "cache@%d: %d images (%d unreadable) in %.1f s, %.0f img/s",
+        size,
+        report["images"],
+        report["bad_images"],
+        seconds,
+        report["images"] / seconds,
+    )

@@ -1,4 +1,4 @@
-"""`kinship`: the command line behind every DVC stage (`dvc repro` calls these through stages/).
+"""`kinship`: the command line behind every DVC stage (dvc.yaml calls `kinship <stage>`).
 
 Each subcommand reads its section of params.yaml, runs one stage and writes its declared outputs.
 """
@@ -6,14 +6,13 @@ Each subcommand reads its section of params.yaml, runs one stage and writes its 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
 from kinship import paths
-from kinship.params import Params, apply_profile, load_params
+from kinship.params import apply_profile, load_params
 
 log = logging.getLogger("kinship")
 
@@ -43,62 +42,23 @@ real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny
 """
 
 
-def run_synthesize(params: Params) -> None:
-    from kinship.synth import generate
-
-    summary = generate(paths.SYNTHETIC_DIR, params.synth_config(), workers=os.cpu_count() or 1)
-    log.info("synthesize: %s", summary)
-
-
-def run_prepare(params: Params) -> None:
-    from kinship.prepare import prepare
-
-    prepare(params.data.root_path, params.folds, params.pairs)
-
-
-def run_cache(params: Params, size: int) -> None:
-    import pandas as pd
-
-    from kinship.cache import build_cache
-    from kinship.io import write_json
-
-    if size not in params.cache.sizes:
-        raise ValueError(
-            f"cache size {size} is not listed in params.yaml cache.sizes {params.cache.sizes}"
-        )
-    if not paths.IMAGES_TABLE.is_file():
-        raise FileNotFoundError(f"{paths.IMAGES_TABLE}: run the prepare stage first")
-    images = pd.read_parquet(paths.IMAGES_TABLE)
-    start = time.perf_counter()
-    report = build_cache(
-        images, params.data.root_path, size, paths.cache_file(size), params.cache.max_bad_fraction
-    )
-    write_json(paths.CACHE_REPORTS_DIR / f"{size}.json", report)
-    seconds = time.perf_counter() - start
-    log.info(
-        "cache@%d: %d images (%d unreadable) in %.1f s, %.0f img/s",
-        size,
-        report["images"],
-        report["bad_images"],
-        seconds,
-        report["images"] / seconds,
-    )
+COMMANDS: dict[str, str] = {
+    "synthesize": "kinship.synth.dataset:run_synthesize",
+    "prepare": "kinship.prepare:run_prepare",
+    "cache": "kinship.cache:run_cache",
+    "embed": "kinship.embed:run_embed",
+    "train": "kinship.train_stage:run_train",
+    "ensemble": "kinship.ensemble.stage:run_ensemble",
+    "report": "kinship.report.stage:run_report",
+}
+"""Stage subcommand -> "module:function", imported only when that stage runs: a stage loads its
+own modules alone, and dvc.yaml lists exactly those as its deps (tests/test_dvc_deps.py)."""
 
 
-def run_embed(params: Params) -> None:
-    import pandas as pd
-
-    from kinship.embed import embed_images, write_embeddings
-    from kinship.io import write_json
-
-    if not paths.IMAGES_TABLE.is_file():
-        raise FileNotFoundError(f"{paths.IMAGES_TABLE}: run the prepare stage first")
-    images = pd.read_parquet(paths.IMAGES_TABLE)
-    arrays, report = embed_images(
-        images, params.data.root_path, params.embed, params.cache.max_bad_fraction
-    )
-    write_embeddings(arrays)
-    write_json(paths.EMBED_REPORT, report)
+def stage_handler(command: str):
+    """Import and return the function behind a stage subcommand."""
+    module_name, function = COMMANDS[command].split(":")
+    return getattr(importlib.import_module(module_name), function)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--size", type=int, required=True, help="one of params cache.sizes")
     sub.add_parser("embed", help="dlib descriptors and landmarks once per image (data/embeddings/)")
     train = sub.add_parser("train", help="train one member (all folds, or one with --fold)")
-    train.add_argument("--member", required=True, help="a key of params.yaml members")
+    train.add_argument("--member", dest="name", required=True, help="a key of params.yaml members")
     which = train.add_mutually_exclusive_group()
     which.add_argument("--fold", type=int, help="train this fold only (collect later)")
-    which.add_argument("--collect", action="store_true", help="merge trained folds' outputs")
+    which.add_argument(
+        "--collect", dest="collect_only", action="store_true", help="merge trained folds' outputs"
+    )
     sub.add_parser("ensemble", help="combine the members and write submission.csv")
     sub.add_parser("report", help="write reports/index.html (self-contained, no network)")
     sub.add_parser("check-params", help="validate params.yaml (with any --profile) and exit")
@@ -136,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("file", type=Path, help="e.g. profiles/fiw.yaml")
     return parser
+
+
+GLOBAL_OPTIONS = ("command", "params", "profile")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,26 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("merged %s into %s", args.file, args.params)
             return 0
         params = load_params(args.params, args.profile)
-        if args.command == "synthesize":
-            run_synthesize(params)
-        elif args.command == "prepare":
-            run_prepare(params)
-        elif args.command == "cache":
-            run_cache(params, args.size)
-        elif args.command == "embed":
-            run_embed(params)
-        elif args.command == "train":
-            from kinship.train_stage import run_train
-
-            run_train(params, args.member, fold=args.fold, collect_only=args.collect)
-        elif args.command == "ensemble":
-            from kinship.ensemble.stage import run_ensemble
-
-            run_ensemble(params)
-        elif args.command == "report":
-            from kinship.report.stage import run_report
-
-            run_report(params)
+        if args.command != "check-params":
+            options = {k: v for k, v in vars(args).items() if k not in GLOBAL_OPTIONS}
+            stage_handler(args.command)(params, **options)
     except (ValueError, FileNotFoundError) as err:
         print(f"kinship {args.command}: error: {err}", file=sys.stderr)
         return 2

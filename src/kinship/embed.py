@@ -265,3 +265,17 @@ class Embeddings:
             raise FileNotFoundError(f"{report}: missing (run `dvc repro embed`)")
         bad = {b["row"] for b in json.loads(report.read_text())["bad"]}
         return cls(arrays["descriptors"], arrays["landmarks"], arrays["detected"], bad)
+
+
+def run_embed(params) -> None:
+    """The embed stage: dlib's descriptors and landmarks of every image, once."""
+    from kinship.io import write_json
+
+    if not paths.IMAGES_TABLE.is_file():
+        raise FileNotFoundError(f"{paths.IMAGES_TABLE}: run the prepare stage first")
+    images = pd.read_parquet(paths.IMAGES_TABLE)
+    arrays, report = embed_images(
+        images, params.data.root_path, params.embed, params.cache.max_bad_fraction
+    )
+    write_embeddings(arrays)
+    write_json(paths.EMBED_REPORT, report)

@@ -379,6 +379,21 @@ class EnsembleParams:
             _check_member_name(name, chosen, f"ensemble.weights.{name}", "ensemble.members")
 
 
+def _check_weights_folder(name: str, member: MemberParams) -> None:
+    """A pretrained file lies in weights/<member>/, the folder train@<member> depends on."""
+    if member.weights_path is None:
+        return
+    folder = paths.member_weights_dir(name)
+    inside = member.weights_path.resolve().is_relative_to(folder.resolve())
+    check(
+        inside,
+        f"members.{name}.weights",
+        f"a file under {folder}/ (train@{name} depends on that folder only, so DVC retrains "
+        "this member alone when its file changes)",
+        member.weights,
+    )
+
+
 def _check_member_name(name: str, valid, path: str, where: str) -> None:
     check(
         name in valid,
@@ -422,6 +437,7 @@ class Params:
         for name, member in self.members.items():
             check_member_params(member.model, member, f"members.{name}")
             member.check(f"members.{name}")
+            _check_weights_folder(name, member)
             check(
                 member.input_size in self.cache.sizes,
                 f"members.{name}.input_size",
@@ -445,7 +461,7 @@ class Params:
 
     def synth_config(self):
         """The synthesize section as a validated `SynthConfig`."""
-        from kinship.synth import SynthConfig
+        from kinship.synth.config import SynthConfig
 
         try:
             return from_mapping(SynthConfig, self.synthesize, "synthesize")
@@ -511,13 +527,20 @@ def apply_profile(params_path: Path, profile: Path) -> None:
 
     params_path, profile = Path(params_path), Path(profile)
     override = read_yaml(profile)
-    parse_params(deep_merge(read_yaml(params_path), override), f"{params_path} + {profile}")
+    merged = parse_params(
+        deep_merge(read_yaml(params_path), override), f"{params_path} + {profile}"
+    )
     rt = YAML()  # round-trip mode: comments survive
     with params_path.open() as fh:
         document = rt.load(fh)
     _update_in_place(document, override)
     with atomic_file(params_path) as fh:
         rt.dump(document, fh)
+    for name in merged.members:  # each train stage depends on its member's weights folder
+        folder = params_path.parent / paths.member_weights_dir(name)
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            (folder / ".gitkeep").touch()
 
 
 def _update_in_place(document: dict, override: dict, path: str = "") -> None:

@@ -16,6 +16,8 @@ HOLDOUT_DIR = Path("data/holdout")
 TEST_PRED_DIR = Path("data/test")
 MODELS_DIR = Path("models")
 REPORTS_DIR = Path("reports")
+WEIGHTS_DIR = Path("weights")
+"""Pretrained files, one folder per member: train@<member> depends on weights/<member>/ only."""
 
 IMAGES_TABLE = PREPARED_DIR / "images.parquet"
 PEOPLE_TABLE = PREPARED_DIR / "people.parquet"
@@ -44,3 +46,8 @@ REPORT_METRICS = REPORTS_DIR / "report" / "metrics.json"
 def cache_file(size: int) -> Path:
     """The decode-once image cache for one input size: N×S×S×3 uint8 in images-table order."""
     return CACHE_DIR / f"{size}.npy"
+
+
+def member_weights_dir(name: str) -> Path:
+    """The folder of member `name`'s pretrained file (its train stage's only weights dep)."""
+    return WEIGHTS_DIR / name

@@ -17,6 +17,11 @@ from kinship.params import FoldParams, PairParams
 log = logging.getLogger(__name__)
 
 
+def run_prepare(params) -> None:
+    """The prepare stage, on params.yaml's `data.root`, `folds` and `pairs`."""
+    prepare(params.data.root_path, params.folds, params.pairs)
+
+
 def prepare(
     root: Path,
     folds: FoldParams,

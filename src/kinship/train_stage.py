@@ -7,6 +7,7 @@ predictions and its timing; `collect` merges them into the pipeline's tables and
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
@@ -284,6 +285,15 @@ def member_metrics(name, params: Params, prepared: Prepared, oof, holdout) -> di
     return metrics
 
 
+TRAINERS = {
+    "members": "kinship.train_stage:MemberTrainer",
+    "frozen_members": "kinship.frozen.stage:FrozenTrainer",
+}
+"""params.yaml section -> the trainer of its members, imported by name: an image member's stage
+never loads the frozen members' code, nor a frozen member's stage the image members'
+(tests/test_dvc_deps.py derives each stage's deps this way)."""
+
+
 def run_train(params: Params, name: str, fold: int | None = None, collect_only: bool = False):
     """`kinship train`: all folds then collect; one fold; or collect alone."""
     if name not in params.all_members:
@@ -298,11 +308,9 @@ def run_train(params: Params, name: str, fold: int | None = None, collect_only: 
     if fold is not None and fold not in folds:
         raise ValueError(f"--fold {fold}: folds are {folds}")
     if not collect_only:
-        if name in params.frozen_members:
-            from kinship.frozen.stage import FrozenTrainer as Trainer
-        else:
-            Trainer = MemberTrainer
-        trainer = Trainer(name, params, prepared)
+        section = "frozen_members" if name in params.frozen_members else "members"
+        module_name, class_name = TRAINERS[section].split(":")
+        trainer = getattr(importlib.import_module(module_name), class_name)(name, params, prepared)
         for k in [fold] if fold is not None else folds:
             trainer.train_fold(k)
     if fold is None or collect_only:

@@ -10,6 +10,7 @@ Layout (as Kaggle's "Recognizing Faces in the Wild"):
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ import numpy as np
 from kinship.synth.config import SynthConfig
 from kinship.synth.family import Family, build_family
 from kinship.synth.render import encode_jpeg, render_photos
+
+log = logging.getLogger(__name__)
 
 # independent random streams: a family's or a photo's draws never depend on how many others
 # exist, and the train part of a dataset does not depend on the number of test families
@@ -271,3 +274,11 @@ def _summary(
         "test_in_family_nonkin_pairs": kinds.count("in_family_nonkin"),
         "test_cross_family_pairs": kinds.count("cross_family"),
     }
+
+
+def run_synthesize(params) -> None:
+    """The synthesize stage: the dataset of params.yaml `synthesize` into data/synthetic/."""
+    from kinship import paths
+
+    summary = generate(paths.SYNTHETIC_DIR, params.synth_config(), workers=os.cpu_count() or 1)
+    log.info("synthesize: %s", summary)
