@@ -13,11 +13,9 @@ import pytest
 # torch, and torchvision.ops (which loads torch._dynamo and triton), must come before TensorFlow in
 # one process: TensorFlow first, then triton, segfaults (both bundle LLVM). Test processes load
 # both frameworks, so load torch's side first; pipeline processes each load one framework only.
-try:
-    import torch  # noqa: F401
-    import torchvision.ops  # noqa: F401
-except ImportError:  # pragma: no cover - the project installs both
-    pass
+# Both are required dependencies: an install without them fails here, loudly, never skips.
+import torch  # noqa: F401, I001
+import torchvision.ops  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CI_PROFILE = REPO / "profiles" / "ci.yaml"

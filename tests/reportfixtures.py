@@ -152,13 +152,14 @@ def realised_auc(fab: Fabricated, name: str) -> float:
 def chromium(profile: Path):
     """Debian's Chromium through playwright (never a downloaded browser), headless, offline, with a
     fresh profile; yields (context, requests): every URL any page of it asked for, in order.
-    Requests other than file:// are aborted. Skips the test when Chromium or playwright is absent.
+    Requests other than file:// are aborted. Skips the test when Debian's Chromium (a system
+    package, not a Python dependency) is absent; playwright is a dev dependency and must import.
     """
     import pytest
+    from playwright import sync_api
 
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (`make setup` does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (a dev dependency)")
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             profile,

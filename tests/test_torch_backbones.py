@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 
 from kinship.members import koch  # noqa: E402
 from kinship.members.koch import KochBackbone  # noqa: E402
@@ -113,7 +112,6 @@ NUM_CLASSES = {"vggface2": 8631, "casia-webface": 10575}
 
 @pytest.fixture(scope="module")
 def fb():
-    pytest.importorskip("facenet_pytorch")
     from kinship.members import facenet_backbone
 
     return facenet_backbone

@@ -9,8 +9,7 @@ import math
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 
 from kinship.members import torch_head  # noqa: E402
 from kinship.members.base import pairs_as_groups  # noqa: E402
