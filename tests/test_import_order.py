@@ -42,7 +42,7 @@ def test_torch_member_process_never_loads_tensorflow(model):
         import numpy as np
         import dvclive
         from kinship.members.registry import create_member
-        from kinship.params import MemberParams
+        from kinship.members.params import MemberParams
         from kinship import training, train_stage, metrics
         m = create_member("m", MemberParams(model={model!r}, input_size=80, batch_size=2))
         m.build(); m.reset(0)

@@ -26,8 +26,8 @@ from test_vggface_weights import load_spec, model_array, write_keras2_weights
 from kinship.members import keras_head  # noqa: E402
 from kinship.members.base import pairs_as_groups  # noqa: E402
 from kinship.members.keras_vggface import VggFace16Member, VggFaceResNet50Member  # noqa: E402
+from kinship.members.params import PAIR_FEATURES, HeadParams, MemberParams  # noqa: E402
 from kinship.members.vggface_weights import weights_file_name  # noqa: E402
-from kinship.params import PAIR_FEATURES, HeadParams, MemberParams  # noqa: E402
 
 # Keras 3.15 turns tensors into numpy with np.array(tensor), which numpy 2.4 warns about
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy")
@@ -310,7 +310,7 @@ ROUND_TRIP = textwrap.dedent(
     import keras, numpy as np
     from kinship.members.base import pairs_as_groups
     from kinship.members.registry import create_member
-    from kinship.params import HeadParams, MemberParams
+    from kinship.members.params import HeadParams, MemberParams
 
     rng = np.random.default_rng(0)
     x1, x2 = (rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8) for _ in range(2))

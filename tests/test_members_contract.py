@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from kinship.members.base import pairs_as_groups
+from kinship.members.params import HeadParams, MemberParams
 from kinship.members.registry import MODELS, create_member
-from kinship.params import HeadParams, MemberParams
 
 VGGFACE_V1_BGR = np.array([93.5940, 104.7624, 129.1863])
 VGGFACE_V2_BGR = np.array([91.4953, 103.8827, 131.0912])

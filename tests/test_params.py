@@ -117,7 +117,7 @@ def test_profile_creates_a_new_members_weights_folder(tmp_path):
 @pytest.mark.parametrize(
     ("model", "change", "message"),
     [
-        ("facenet", {"input_size": 64}, r"input_size must be >= 75 for facenet"),
+        ("facenet", {"input_size": 64}, r"input_size must be at least 75 px for facenet"),
         ("facenet", {"width": 0.5}, r"width must be 1.0 for facenet"),
         ("siamese_cnn", {"weights": "koch.pt"}, r"weights must be none: siamese_cnn has no"),
     ],

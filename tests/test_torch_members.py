@@ -14,8 +14,8 @@ import torch  # noqa: E402
 from kinship.members import torch_head  # noqa: E402
 from kinship.members.base import pairs_as_groups  # noqa: E402
 from kinship.members.facenet import FacenetMember  # noqa: E402
+from kinship.members.params import PAIR_FEATURES, HeadParams, MemberParams  # noqa: E402
 from kinship.members.siamese_cnn import SiameseCnnMember  # noqa: E402
-from kinship.params import PAIR_FEATURES, HeadParams, MemberParams  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -184,7 +184,9 @@ def test_load_without_a_checkpoint(koch_member, tmp_path):
 
 
 def test_siamese_cnn_refuses_weights_and_small_inputs():
-    with pytest.raises(ValueError, match=r"members\.koch\.weights must be 'none'"):
+    with pytest.raises(
+        ValueError, match=r"members\.koch\.weights must be none: siamese_cnn has no published"
+    ):
         SiameseCnnMember("koch", dataclasses.replace(KOCH, weights="w.pt", width=1.0))
     with pytest.raises(ValueError, match=r"members\.koch\.input_size must be at least 58 px"):
         SiameseCnnMember("koch", dataclasses.replace(KOCH, input_size=57))

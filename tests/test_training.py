@@ -14,7 +14,8 @@ from kinship import paths, training
 from kinship.cache import build_cache
 from kinship.io import write_json
 from kinship.members import registry
-from kinship.params import FoldParams, MemberParams, PairParams, parse_params
+from kinship.members.params import MemberParams
+from kinship.params import FoldParams, PairParams, parse_params
 from kinship.prepare import prepare
 from kinship.synth.config import SynthConfig
 from kinship.synth.dataset import generate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinship.params import AugmentParams
+from kinship.members.params import AugmentParams
 
 
 def flip_horizontal(images: np.ndarray) -> np.ndarray:

@@ -24,9 +24,9 @@ import pandas as pd
 
 from kinship.augment import augment, flip_horizontal
 from kinship.members.base import Member
+from kinship.members.params import GROUP_IMAGES, check_group_batch_size
 from kinship.metrics import auc
 from kinship.pairs import validation_pairs
-from kinship.params import GROUP_IMAGES, check_group_batch_size
 
 log = logging.getLogger(__name__)
 

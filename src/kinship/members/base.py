@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kinship.params import MemberParams
+from kinship.members.params import MemberParams
 
 CONFIG_FILE = "config.json"
 CHECKED_KEYS = ("model", "input_size", "width", "head")
@@ -41,6 +41,7 @@ class Member(abc.ABC):
     framework: ClassVar[str]  # "keras" or "torch"
 
     def __init__(self, name: str, params: MemberParams):
+        params.check_model(f"members.{name}")  # however a member is built, the same limits
         self.name = name
         self.params = params
 

@@ -18,18 +18,6 @@ from kinship.members.torch_member import TorchMember
 
 
 class FacenetMember(TorchMember):
-    def check_params(self) -> None:
-        if self.params.input_size < fb.min_input_size():
-            raise ValueError(
-                f"members.{self.name}.input_size must be at least {fb.min_input_size()} px for "
-                f"InceptionResnetV1, got {self.params.input_size}"
-            )
-        if self.params.width != 1:
-            raise ValueError(
-                f"members.{self.name}.width must be 1 (InceptionResnetV1 has no width knob), "
-                f"got {self.params.width!r}"
-            )
-
     def make_backbone(self) -> nn.Module:
         return fb.FacenetBackbone(input_size=self.params.input_size, width=self.params.width)
 

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from kinship.params import HeadParams
+from kinship.members.params import HeadParams
 
 COSINE_EPS = 1e-8  # as torch.nn.functional.cosine_similarity
 RMS_EPS = 1e-6  # as torch_head
@@ -32,7 +32,7 @@ def _cosine(a, b):
     return dot / ops.sqrt(ops.maximum(norms, COSINE_EPS**2))
 
 
-FEATURES = {  # one entry per name in kinship.params.PAIR_FEATURES (a test checks it)
+FEATURES = {  # one entry per name in kinship.members.params.PAIR_FEATURES (a test checks it)
     "sq_diff": lambda a, b: ops.square(a - b),
     "sq_sub": lambda a, b: ops.square(a) - ops.square(b),
     "prod": lambda a, b: a * b,

@@ -37,14 +37,13 @@ from keras import layers, ops
 from kinship.io import write_json
 from kinship.members import keras_head
 from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
+from kinship.members.params import MemberParams
 from kinship.members.vggface_arch import (
     build_backbone,
-    min_input_size,
     pooled_features,
     preprocess_input,
 )
 from kinship.members.vggface_weights import load_vggface_weights
-from kinship.params import MemberParams
 
 WEIGHTS_FILE = "model.weights.h5"
 SCORE_BATCH = 4096
@@ -93,23 +92,8 @@ class KerasMember(Member):
 
     def __init__(self, name: str, params: MemberParams):
         super().__init__(name, params)
-        self.check_params()
         self._models: _Models | None = None
         self._pretrained_backbone: list[np.ndarray] | None = None
-
-    def check_params(self) -> None:
-        """Raise a ValueError naming `members.<name>.<key>` for a config this model cannot take."""
-        smallest = min_input_size(self.ARCH)
-        if self.params.input_size < smallest:
-            raise ValueError(
-                f"members.{self.name}.input_size must be at least {smallest} px for VGGFace "
-                f"{self.ARCH}, got {self.params.input_size}"
-            )
-        if self.params.freeze and self.params.weights_path is None:
-            raise ValueError(
-                f"members.{self.name}.freeze must be false without pretrained weights (a frozen "
-                f"random backbone is a random projection), got weights {self.params.weights!r}"
-            )
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         return preprocess_input(images, self.ARCH)

@@ -39,23 +39,6 @@ LIMITS: dict[str, ModelLimits] = {
 }
 
 
-def check_member_params(model: str, params, path: str) -> None:
-    """Architecture-specific checks of one member's params, naming the key."""
-    check_model_name(model, f"{path}.model")
-    limits = LIMITS[model]
-    if params.input_size < limits.min_input_size:
-        raise ValueError(
-            f"{path}.input_size must be >= {limits.min_input_size} for {model}, "
-            f"got {params.input_size}"
-        )
-    if limits.fixed_width and params.width != 1.0:
-        raise ValueError(f"{path}.width must be 1.0 for {model} (no width multiplier)")
-    if not limits.has_pretrained and params.weights_path is not None:
-        raise ValueError(
-            f"{path}.weights must be none: {model} has no published weights (trained from scratch)"
-        )
-
-
 def check_model_name(model: str, path: str = "model") -> None:
     """Raise a ValueError listing the valid names (with a suggestion) for an unknown one."""
     if model not in MODELS:

@@ -14,19 +14,6 @@ from kinship.members.torch_member import TorchMember
 
 
 class SiameseCnnMember(TorchMember):
-    def check_params(self) -> None:
-        if self.params.weights_path is not None:
-            raise ValueError(
-                f"members.{self.name}.weights must be 'none' (siamese_cnn trains from scratch; "
-                f"no pretrained weights exist), got {self.params.weights!r}"
-            )
-        smallest = koch.min_input_size()
-        if self.params.input_size < smallest:
-            raise ValueError(
-                f"members.{self.name}.input_size must be at least {smallest} px for the Koch "
-                f"net, got {self.params.input_size}"
-            )
-
     def make_backbone(self) -> nn.Module:
         return koch.KochBackbone(input_size=self.params.input_size, width=self.params.width)
 

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kinship.params import HeadParams
+from kinship.members.params import HeadParams
 
 RMS_EPS = 1e-6
 
-FEATURES = {  # one entry per name in kinship.params.PAIR_FEATURES (a test checks it)
+FEATURES = {  # one entry per name in kinship.members.params.PAIR_FEATURES (a test checks it)
     "sq_diff": lambda a, b: (a - b) ** 2,
     "sq_sub": lambda a, b: a**2 - b**2,
     "prod": lambda a, b: a * b,

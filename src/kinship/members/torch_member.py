@@ -16,7 +16,6 @@ architecture has published weights, `load_pretrained`; `check_params` rejects a 
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import copy
 from pathlib import Path
@@ -29,7 +28,7 @@ from torch import nn
 from kinship.io import atomic_file, write_json
 from kinship.members import torch_head
 from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
-from kinship.params import MemberParams
+from kinship.members.params import MemberParams
 
 MODEL_FILE = "model.pt"
 SCORE_BATCH = 8192
@@ -81,17 +80,12 @@ class TorchMember(Member):
 
     def __init__(self, name: str, params: MemberParams):
         super().__init__(name, params)
-        self.check_params()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._net: SiameseNet | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._pretrained_backbone: dict[str, torch.Tensor] | None = None
 
     # -- what subclasses supply ---------------------------------------------------------------
-    def check_params(self) -> None:
-        """Raise a ValueError naming `members.<name>.<key>` for a config this model cannot take."""
-
-    @abc.abstractmethod
     def make_backbone(self) -> nn.Module:
         """A fresh backbone with an `out_features` attribute (the embedding width)."""
 
