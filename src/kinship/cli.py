@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import resource
 import sys
+import time
 from pathlib import Path
 
 from kinship import paths
@@ -103,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 GLOBAL_OPTIONS = ("command", "params", "profile")
 
 
+def peak_rss() -> str:
+    """This process's peak resident memory and its largest finished worker's (Linux: KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return f"peak RSS {own:.0f} MiB (largest worker process {workers:.0f} MiB)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -114,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params, args.profile)
         if args.command != "check-params":
             options = {k: v for k, v in vars(args).items() if k not in GLOBAL_OPTIONS}
+            start = time.perf_counter()
             stage_handler(args.command)(params, **options)
+            log.info(
+                "%s: done in %.1f s, %s", args.command, time.perf_counter() - start, peak_rss()
+            )
     except (ValueError, FileNotFoundError) as err:
         print(f"kinship {args.command}: error: {err}", file=sys.stderr)
         return 2
