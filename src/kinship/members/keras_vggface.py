@@ -15,14 +15,16 @@ new batch sizes do not retrace (or recompile under XLA on a GPU).
 
 `freeze` (pretrained weights only) makes the backbone non-trainable, which in Keras 3 also runs
 its BatchNorm in inference mode. `mixed_precision` builds the models under the `mixed_bfloat16`
-policy (set while building, then restored; on any device); pair features, logits, embeddings and
-probabilities stay float32. Only `keras.*` APIs: the members run on the TensorFlow and torch
-backends (`KERAS_BACKEND`).
+policy (set while building, then restored) when a GPU is present, as the torch members autocast
+only on CUDA; on CPU it is ignored (float32), and the log says which policy was chosen. Pair
+features, logits, embeddings and probabilities stay float32. Only `keras.*` APIs: the members run
+on the TensorFlow and torch backends (`KERAS_BACKEND`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from collections.abc import Iterator
@@ -45,6 +47,8 @@ from kinship.members.vggface_arch import (
 )
 from kinship.members.vggface_weights import load_vggface_weights
 from kinship.params import MemberParams
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.weights.h5"
 SCORE_BATCH = 4096
@@ -96,6 +100,7 @@ class KerasMember(Member):
         self.check_params()
         self._models: _Models | None = None
         self._pretrained_backbone: list[np.ndarray] | None = None
+        self._policy: str | None = None
 
     def check_params(self) -> None:
         """Raise a ValueError naming `members.<name>.<key>` for a config this model cannot take."""
@@ -122,6 +127,8 @@ class KerasMember(Member):
         return self._models
 
     def build(self) -> None:
+        self._policy = dtype_policy(self.params.mixed_precision)
+        log.info("%s: dtype policy %s", self.name, self._policy)
         with self._dtype_policy():
             backbone = self._new_backbone()
             if self.params.weights_path is not None:
@@ -165,10 +172,9 @@ class KerasMember(Member):
 
     @contextlib.contextmanager
     def _dtype_policy(self) -> Iterator[None]:
-        """Models built inside use `mixed_bfloat16` when params.mixed_precision is set."""
+        """Models built inside use the policy chosen at build (`dtype_policy`)."""
         previous = keras.config.dtype_policy()
-        policy = "mixed_bfloat16" if self.params.mixed_precision else "float32"
-        keras.config.set_dtype_policy(policy)
+        keras.config.set_dtype_policy(self._policy or "float32")
         try:
             yield
         finally:
@@ -253,6 +259,30 @@ class VggFaceSeNet50Member(KerasMember):
     """vggface_senet50: VGGFace2 SENet50 (preprocessing v2)."""
 
     ARCH = "senet50"
+
+
+def dtype_policy(mixed_precision: bool) -> str:
+    """`mixed_bfloat16` when mixed precision is asked for and a GPU is present, else `float32`
+    (bfloat16 on CPU is slower than float32 on most CPUs, and the README says it is ignored)."""
+    return "mixed_bfloat16" if mixed_precision and has_gpu() else "float32"
+
+
+def has_gpu() -> bool:
+    """Whether the Keras backend sees a GPU."""
+    backend = keras.config.backend()
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    return False
 
 
 def _group_head(head: keras.Model, embedding_dim: int) -> keras.Model:
