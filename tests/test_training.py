@@ -271,3 +271,34 @@ def test_group_batches_need_two_families_with_relationships(numpy_pipeline):
     split.fit_relationships = rels[rels["p1"].isin(people)]
     with pytest.raises(ValueError, match="usable relationships in 1 family"):
         training.GroupSampler(split, prepared.rows_of_person(set()), np.random.default_rng(0))
+
+
+def test_collect_joins_fold_predictions_by_key(numpy_pipeline):
+    """Folds trained elsewhere may write their rows in any order: collect joins them on the key
+    and refuses a fold whose keys differ from the prepared pairs, naming the file and the keys."""
+    params = numpy_pipeline
+    run_train(params, "tiny")
+    outputs = {d: pd.read_parquet(d / "tiny.parquet") for d in (paths.OOF_DIR, paths.TEST_PRED_DIR)}
+    for key in ("oof.parquet", "test.parquet"):
+        path = paths.MODELS_DIR / "tiny/fold1" / key
+        table = pd.read_parquet(path)
+        table.iloc[::-1].to_parquet(path, index=False)
+    collect("tiny", params, Prepared.load())
+    for directory, table in outputs.items():
+        pd.testing.assert_frame_equal(table, pd.read_parquet(directory / "tiny.parquet"))
+
+    path = paths.MODELS_DIR / "tiny/fold1/test.parquet"
+    table = pd.read_parquet(path)
+    table.iloc[1:].to_parquet(path, index=False)
+    missing = table["img_pair"].iloc[0]
+    with pytest.raises(ValueError, match=rf"{path}: .* 1 missing \(e\.g\. \['{missing}'\]\)"):
+        collect("tiny", params, Prepared.load())
+    extra = pd.DataFrame({"img_pair": ["nobody.jpg-noone.jpg"], "prob": [0.5]})
+    pd.concat([table, extra]).to_parquet(path, index=False)
+    with pytest.raises(ValueError, match=r"0 missing .* 1 unknown \(e\.g\. \['nobody"):
+        collect("tiny", params, Prepared.load())
+    path = paths.MODELS_DIR / "tiny/fold0/oof.parquet"
+    table = pd.read_parquet(path)
+    pd.concat([table, table.iloc[:1]]).to_parquet(path, index=False)
+    with pytest.raises(ValueError, match=rf"{path}: .* 1 duplicated"):
+        collect("tiny", params, Prepared.load())

@@ -219,11 +219,17 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
                 )
             loaded[key].append(pd.read_parquet(path))
         timings.append(json.loads((directory / "timing.json").read_text()))
-    oof = pd.concat(loaded["oof.parquet"], ignore_index=True)
-    holdout = _mean_over_folds(loaded["holdout.parquet"], ["pair_id", "fold"])
-    test = _mean_over_folds(loaded["test.parquet"], ["img_pair"])
-    _check_coverage(name, oof, prepared.pairs, "pair_id")
-    _check_coverage(name, test, prepared.test, "img_pair")
+    oof = pd.concat(
+        [
+            _by_key(table, _fold_path(name, fold, "oof.parquet"), "pair_id", pairs)
+            for fold, table, pairs in zip(
+                folds, loaded["oof.parquet"], _validation_pairs(prepared, folds), strict=True
+            )
+        ],
+        ignore_index=True,
+    )
+    holdout = _mean_over_folds(name, folds, loaded["holdout.parquet"], prepared.holdout, "pair_id")
+    test = _mean_over_folds(name, folds, loaded["test.parquet"], prepared.test, "img_pair")
     outputs = {
         paths.OOF_DIR / f"{name}.parquet": oof,
         paths.HOLDOUT_DIR / f"{name}.parquet": holdout,
@@ -240,20 +246,49 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     return metrics
 
 
-def _mean_over_folds(tables: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
-    """The mean over fold models of each pair's probability, in the first table's row order."""
-    merged = tables[0][keys].copy()
-    merged["prob"] = np.mean([t["prob"].to_numpy() for t in tables], axis=0)
-    return merged
+def _fold_path(name: str, fold: int, key: str) -> Path:
+    return fold_dir(name, fold) / key
 
 
-def _check_coverage(name: str, predicted: pd.DataFrame, expected: pd.DataFrame, key: str) -> None:
-    missing = set(expected[key]) - set(predicted[key])
-    if missing or len(predicted) != len(expected):
+def _validation_pairs(prepared: Prepared, folds: list[int]) -> list[pd.DataFrame]:
+    return [prepared.pairs[prepared.pairs["fold"] == f] for f in folds]
+
+
+def _by_key(table: pd.DataFrame, path: Path, key: str, expected: pd.DataFrame) -> pd.DataFrame:
+    """`expected`'s id columns with `table`'s predictions joined on `key` (row order is free);
+    a ValueError naming the file and the missing, unknown or duplicated keys otherwise."""
+    got = pd.Index(table[key])
+    missing = sorted(set(expected[key]) - set(got))
+    extra = sorted(set(got) - set(expected[key]))
+    duplicated = sorted(set(got[got.duplicated()]))
+    if missing or extra or duplicated:
         raise ValueError(
-            f"{name}: predictions cover {len(predicted)} of {len(expected)} {key}s "
-            f"({len(missing)} missing, e.g. {sorted(missing)[:1]}); retrain the stale folds"
+            f"{path}: {len(table)} rows for {len(expected)} expected {key}s: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unknown "
+            f"(e.g. {extra[:3]}), {len(duplicated)} duplicated (e.g. {duplicated[:3]}); "
+            "the fold was trained on other prepared pairs: retrain it"
         )
+    ids = [key] if key == "img_pair" else [key, "fold"]
+    aligned = table.set_index(key).loc[expected[key]].reset_index()
+    joined = expected[ids].reset_index(drop=True)
+    if "fold" in ids and not (aligned["fold"].to_numpy() == joined["fold"].to_numpy()).all():
+        raise ValueError(f"{path}: pairs carry other folds than pairs.parquet; retrain the fold")
+    return joined.assign(prob=aligned["prob"].to_numpy(dtype=np.float64))
+
+
+def _mean_over_folds(
+    name: str, folds: list[int], tables: list[pd.DataFrame], expected: pd.DataFrame, key: str
+) -> pd.DataFrame:
+    """The mean over fold models of each pair's probability, joined on `key`, in `expected`'s
+    row order."""
+    target = "test.parquet" if key == "img_pair" else "holdout.parquet"
+    aligned = [
+        _by_key(t, _fold_path(name, f, target), key, expected)
+        for f, t in zip(folds, tables, strict=True)
+    ]
+    merged = aligned[0].drop(columns="prob")
+    merged["prob"] = np.mean([a["prob"].to_numpy() for a in aligned], axis=0)
+    return merged
 
 
 def member_metrics(name, params: Params, prepared: Prepared, oof, holdout) -> dict:
