@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from kinship import paths, training
 from kinship.cache import build_cache
@@ -17,7 +25,7 @@ from kinship.members import registry
 from kinship.params import FoldParams, MemberParams, PairParams, parse_params
 from kinship.prepare import prepare
 from kinship.synth import SynthConfig, generate
-from kinship.train_stage import Prepared, collect, run_train
+from kinship.train_stage import MemberTrainer, Prepared, collect, run_train
 
 SIZE = 32
 
@@ -134,6 +142,7 @@ def numpy_pipeline(tmp_path, monkeypatch):
             }
         },
     }  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))  # for stage subprocesses
     return parse_params(raw)
 
 
@@ -302,3 +311,161 @@ def test_collect_joins_fold_predictions_by_key(numpy_pipeline):
     pd.concat([table, table.iloc[:1]]).to_parquet(path, index=False)
     with pytest.raises(ValueError, match=rf"{path}: .* 1 duplicated"):
         collect("tiny", params, Prepared.load())
+
+
+# --- interruption and resume ---------------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    """Stands for a kill between two epochs."""
+
+
+def _interrupt_after(monkeypatch, seed: int, epochs: int) -> None:
+    """Make `FitCheckpoints.save` stop the run once `seed` has saved `epochs` epochs."""
+    real_save = training.FitCheckpoints.save
+
+    def save(self, member, loop, rng):
+        real_save(self, member, loop, rng)
+        if self.directory.name == f"seed{seed}.train" and loop.epoch == epochs:
+            raise Interrupted
+
+    monkeypatch.setattr(training.FitCheckpoints, "save", save)
+
+
+def _fold_outputs(fold: int) -> dict[str, object]:
+    directory = paths.MODELS_DIR / f"tiny/fold{fold}"
+    outputs = {key: pd.read_parquet(directory / key) for key in ("oof.parquet", "test.parquet")}
+    for seed in (0, 1):
+        with np.load(directory / f"seed{seed}/weights.npz") as weights:
+            outputs[f"seed{seed}"] = {k: weights[k] for k in weights.files}
+    return outputs
+
+
+def test_an_interrupted_fold_resumes_to_the_uninterrupted_result(numpy_pipeline, monkeypatch):
+    tiny = dataclasses.replace(
+        numpy_pipeline.members["tiny"], epochs=6, lr_patience=1, early_stopping_patience=10
+    )
+    params = dataclasses.replace(numpy_pipeline, members={"tiny": tiny})
+    run_train(params, "tiny", fold=0)
+    whole = _fold_outputs(0)
+    shutil.rmtree(paths.MODELS_DIR / "tiny")
+
+    # 1. stopped after epoch 3 of the second seed: nothing collect would take for a finished fold
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, seed=1, epochs=3)
+        with pytest.raises(Interrupted):
+            run_train(params, "tiny", fold=0)
+    assert not (paths.MODELS_DIR / "tiny/fold0").exists()
+    with pytest.raises(FileNotFoundError, match=r"fold 0 of tiny .* --fold 0 --resume"):
+        collect("tiny", params, Prepared.load())
+
+    # 2. resumed: seed 0 kept, seed 1 trains its last three epochs only
+    trained = []
+    real_log = MemberTrainer._log_epoch
+    monkeypatch.setattr(
+        MemberTrainer,
+        "_log_epoch",
+        lambda self, live, fold, seed, r: (
+            trained.append((seed, r["epoch"])) or real_log(self, live, fold, seed, r)
+        ),
+    )
+    run_train(params, "tiny", fold=0, resume=True)
+    assert trained == [(1, 3), (1, 4), (1, 5)]
+    resumed = _fold_outputs(0)
+    for key in ("oof.parquet", "test.parquet"):
+        pd.testing.assert_frame_equal(whole[key], resumed[key])  # identical, not just close
+    for seed in ("seed0", "seed1"):
+        for name, array in whole[seed].items():
+            np.testing.assert_array_equal(array, resumed[seed][name])
+    assert not (paths.MODELS_DIR / "tiny/fold0.partial").exists()
+    timing = json.loads((paths.MODELS_DIR / "tiny/fold0/timing.json").read_text())
+    assert [s["epochs"] for s in timing["seeds"]] == [6, 6]
+
+
+def test_resume_keeps_finished_folds_and_a_fresh_run_discards_partial_work(
+    numpy_pipeline, monkeypatch
+):
+    params = numpy_pipeline
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, seed=0, epochs=1)
+        with pytest.raises(Interrupted):
+            run_train(params, "tiny", fold=1)
+    assert (paths.MODELS_DIR / "tiny/fold1.partial/progress/seed0.train/last").is_dir()
+    run_train(params, "tiny", fold=0)
+    marker = paths.MODELS_DIR / "tiny/fold0/complete.json"
+    stamp = marker.stat().st_mtime_ns
+    run_train(params, "tiny", resume=True)  # fold 0 kept, fold 1 resumed, then collected
+    assert marker.stat().st_mtime_ns == stamp
+    assert (paths.OOF_DIR / "tiny.parquet").is_file()
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, seed=0, epochs=1)
+        with pytest.raises(Interrupted):
+            run_train(params, "tiny", fold=1)
+    run_train(params, "tiny", fold=1)  # without --resume: from scratch, partial work discarded
+    assert not (paths.MODELS_DIR / "tiny/fold1.partial").exists()
+
+
+def test_collect_refuses_a_fold_trained_with_other_params(numpy_pipeline):
+    params = numpy_pipeline
+    run_train(params, "tiny")
+    tiny = dataclasses.replace(params.members["tiny"], lr=0.25)
+    changed = dataclasses.replace(params, members={"tiny": tiny})
+    with pytest.raises(ValueError, match=r"fold0/complete.json: fold 0 of tiny was trained with "
+                       r"other params \(lr differ"):  # fmt: skip
+        collect("tiny", changed, Prepared.load())
+
+
+RUN_STAGE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from kinship.members import registry
+registry.MODELS["numpy_test"] = "numpy_member:NumpyMember"
+registry.LIMITS["numpy_test"] = registry.ModelLimits(min_input_size=16)
+from kinship.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _stage(*args: str) -> list[str]:
+    return [sys.executable, "-c", RUN_STAGE, str(Path(__file__).parent), *args]
+
+
+def test_a_killed_training_process_leaves_nothing_taken_for_complete(numpy_pipeline, tmp_path):
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["members"]["tiny"].update(epochs=100_000, early_stopping_patience=100_000, seeds=[0])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(_stage("train", "--member", "tiny"), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    loop = paths.MODELS_DIR / "tiny/fold0.partial/progress/seed0.train/last/loop.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not (loop.is_file() and json.loads(loop.read_text())["loop"]["epoch"] >= 3):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "training never reached epoch 3"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (paths.MODELS_DIR / "tiny/fold0").exists()
+    for directory in (paths.OOF_DIR, paths.HOLDOUT_DIR, paths.TEST_PRED_DIR):
+        assert not (directory / "tiny.parquet").exists()
+    assert not (paths.REPORTS_DIR / "members/tiny/metrics.json").exists()
+    refused = subprocess.run(_stage("train", "--member", "tiny", "--collect"), env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2
+    assert "fold 0 of tiny has not been trained" in refused.stderr
+    assert "--member tiny --fold 0 --resume" in refused.stderr
+
+    # the interrupted fold resumes from its last epoch (here to a nearer end) and then collects
+    saved_epoch = json.loads(loop.read_text())["loop"]["epoch"]
+    raw["members"]["tiny"].update(epochs=saved_epoch + 2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    resumed = subprocess.run(_stage("train", "--member", "tiny", "--resume"), env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {saved_epoch - 1}" in resumed.stderr
+    assert (paths.OOF_DIR / "tiny.parquet").is_file()
+    timing = json.loads((paths.MODELS_DIR / "tiny/fold0/timing.json").read_text())
+    assert timing["seeds"][0]["epochs"] == saved_epoch + 2

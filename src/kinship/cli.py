@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     which = train.add_mutually_exclusive_group()
     which.add_argument("--fold", type=int, help="train this fold only (collect later)")
     which.add_argument("--collect", action="store_true", help="merge trained folds' outputs")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: keep finished folds and seeds, restart the interrupted "
+        "seed from its last epoch (models/<member>/fold<k>.partial/)",
+    )
     sub.add_parser("ensemble", help="combine the members and write submission.csv")
     sub.add_parser("report", help="write reports/index.html (self-contained, no network)")
     sub.add_parser("check-params", help="validate params.yaml (with any --profile) and exit")
@@ -158,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             from kinship.train_stage import run_train
 
-            run_train(params, args.member, fold=args.fold, collect_only=args.collect)
+            run_train(
+                params, args.member, fold=args.fold, collect_only=args.collect, resume=args.resume
+            )
         elif args.command == "ensemble":
             from kinship.ensemble.stage import run_ensemble
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 
 from kinship import paths
 from kinship.cache import load_cache
-from kinship.io import atomic_dir, atomic_file, write_json
+from kinship.io import atomic_file, replace_dir, write_json
 from kinship.metrics import auc, by_kind, pair_families, score_summary
 from kinship.params import Params
 
@@ -112,9 +113,11 @@ class MemberTrainer:
         self.embedder = Embedder(self.member, self.cache, self.mp.tta_flip)
         log.info("%s: built %s in %.1f s", name, self.mp.model, self.build_seconds)
 
-    def train_fold(self, fold: int) -> None:
-        """Train every seed on one fold; write checkpoints, predictions and timing atomically."""
-        from kinship.training import GroupSampler, fit, split_fold
+    def train_fold(self, fold: int, resume: bool = False) -> None:
+        """Train every seed on one fold in `fold<k>.partial/`, then put it in place of
+        `fold<k>/` with its completion marker written last. With `resume`, continue an
+        interrupted run: finished seeds are kept, the running one restarts from its last epoch."""
+        from kinship.training import FitCheckpoints, GroupSampler, fit, split_fold
 
         prep, tp = self.prepared, self.params
         split = split_fold(
@@ -127,8 +130,16 @@ class MemberTrainer:
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
         rows_of_person = prep.rows_of_person(self.bad)
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
-        with atomic_dir(fold_dir(self.name, fold)) as out, self._live(fold) as live:
+        work = start_fold(self.name, fold, resume)
+        progress = work / PROGRESS_DIR
+        with self._live(fold, resume) as live:
             for seed in self.mp.seeds:
+                done = _seed_done(progress, seed)
+                if done is not None:  # finished before the interruption
+                    log.info("%s fold %d seed %d: kept from the interrupted run", self.name, fold,
+                             seed)  # fmt: skip
+                    _add_seed(sums, timing, *done)
+                    continue
                 start = time.perf_counter()
                 entropy = [tp.train.seed, seed, fold, member_key(self.name)]
                 self.member.reset(member_seed(entropy))
@@ -137,36 +148,40 @@ class MemberTrainer:
                 history = fit(
                     self.member, self.embedder, sampler, inner_rows, rng,
                     on_epoch=lambda r, s=seed: self._log_epoch(live, fold, s, r),
+                    checkpoints=FitCheckpoints(progress / f"seed{seed}.train"), resume=resume,
                 )  # fmt: skip
-                self.member.save(out / f"seed{seed}")
+                self.member.save(work / f"seed{seed}")
                 predict_start = time.perf_counter()
-                for key, table in targets.items():
-                    sums[key] += self.embedder.predict(
-                        prep.rows(table["img1"]), prep.rows(table["img2"])
-                    )
-                timing["seeds"].append(
-                    {
-                        "seed": seed,
-                        "epochs": len(history.epochs),
-                        "best_epoch": history.best_epoch,
-                        "train_seconds": round(history.train_seconds, 2),
-                        "train_img_per_s": round(
-                            history.train_images / max(history.train_seconds, 1e-9), 1
-                        ),
-                        "predict_seconds": round(time.perf_counter() - predict_start, 2),
-                        "total_seconds": round(time.perf_counter() - start, 2),
-                    }
-                )
-            write_fold_predictions(out, targets, sums, len(self.mp.seeds))
-            write_json(out / "timing.json", timing)
+                probs = {
+                    key: self.embedder.predict(prep.rows(table["img1"]), prep.rows(table["img2"]))
+                    for key, table in targets.items()
+                }
+                entry = {
+                    "seed": seed,
+                    "epochs": len(history.epochs),
+                    "best_epoch": history.best_epoch,
+                    "train_seconds": round(history.train_seconds, 2),
+                    "train_img_per_s": round(
+                        history.train_images / max(history.train_seconds, 1e-9), 1
+                    ),
+                    "predict_seconds": round(time.perf_counter() - predict_start, 2),
+                    "total_seconds": round(time.perf_counter() - start, 2),
+                }
+                _save_seed(progress, seed, probs, entry)
+                _add_seed(sums, timing, probs, entry)
+        shutil.rmtree(progress)
+        write_fold_predictions(work, targets, sums, len(self.mp.seeds))
+        write_json(work / "timing.json", timing)
+        finish_fold(work, self.name, fold, asdict(self.mp))
         fold_auc = auc(targets["oof.parquet"]["label"], sums["oof.parquet"])
         log.info("%s fold %d: validation auc %.4f", self.name, fold, fold_auc)
 
-    def _live(self, fold: int):
+    def _live(self, fold: int, resume: bool):
         from dvclive import Live
 
         return Live(
             dir=str(paths.REPORTS_DIR / "curves" / self.name / f"fold{fold}"),
+            resume=resume,
             dvcyaml=False,
             save_dvc_exp=False,
             report=None,
@@ -181,6 +196,66 @@ class MemberTrainer:
         live.step = record["epoch"]
         for key in ("loss", "inner_auc", "lr"):
             live.log_metric(f"seed{seed}/{key}", record[key])
+
+
+PROGRESS_DIR = "progress"
+"""Inside `fold<k>.partial/`: each finished seed's predictions and timing, and the running seed's
+resumable training state (`seed<s>.train/`, see `kinship.training.FitCheckpoints`)."""
+COMPLETE_FILE = "complete.json"
+"""Written last into a fold's folder: `collect` takes only folds that have it."""
+
+
+def partial_dir(name: str, fold: int) -> Path:
+    """Where a fold trains until it is complete (left behind, for `--resume`, when killed)."""
+    return paths.MODELS_DIR / name / f"fold{fold}.partial"
+
+
+def start_fold(name: str, fold: int, resume: bool) -> Path:
+    """The fold's working folder: emptied for a fresh run, kept with `resume`."""
+    work = partial_dir(name, fold)
+    if resume and (work / COMPLETE_FILE).is_file():  # interrupted while being put in place
+        return work
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+    elif not work.is_dir():
+        log.info("%s fold %d: nothing to resume (%s is absent): from scratch", name, fold, work)
+    (work / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def finish_fold(work: Path, name: str, fold: int, member_params: dict) -> None:
+    """Write the completion marker last, then put the finished folder in place of `fold<k>/`."""
+    write_json(
+        work / COMPLETE_FILE, {"member": name, "fold": fold, "params": _plain(member_params)}
+    )
+    replace_dir(work, fold_dir(name, fold))
+
+
+def _plain(value: dict) -> dict:
+    """`value` as JSON reads it back (tuples become lists), for comparing params."""
+    return json.loads(json.dumps(value))
+
+
+def _save_seed(progress: Path, seed: int, probs: dict, entry: dict) -> None:
+    with atomic_file(progress / f"seed{seed}.npz", "wb") as fh:
+        np.savez(fh, **{key.removesuffix(".parquet"): p for key, p in probs.items()})
+    write_json(progress / f"seed{seed}.json", entry)  # last: the seed is done
+    shutil.rmtree(progress / f"seed{seed}.train", ignore_errors=True)
+
+
+def _seed_done(progress: Path, seed: int) -> tuple[dict, dict] | None:
+    entry_file = progress / f"seed{seed}.json"
+    if not entry_file.is_file():
+        return None
+    with np.load(progress / f"seed{seed}.npz") as saved:
+        probs = {f"{key}.parquet": saved[key] for key in saved.files}
+    return probs, json.loads(entry_file.read_text())
+
+
+def _add_seed(sums: dict, timing: dict, probs: dict, entry: dict) -> None:
+    for key in sums:
+        sums[key] += probs[key]
+    timing["seeds"].append(entry)
 
 
 def fold_targets(prepared: Prepared, fold: int) -> dict[str, pd.DataFrame]:
@@ -210,6 +285,7 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     timings = []
     for fold in folds:
         directory = fold_dir(name, fold)
+        check_fold_complete(name, fold, params)
         for key in PREDICTION_FILES:
             path = directory / key
             if not path.is_file():
@@ -244,6 +320,34 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     write_json(report_dir / "timing.json", {"member": name, "folds": timings})
     log.info("%s: OOF auc %.4f %s", name, metrics["oof"]["auc"], metrics["oof"]["auc_ci95"])
     return metrics
+
+
+def check_fold_complete(name: str, fold: int, params: Params) -> None:
+    """Raise unless `fold<k>/` holds a finished fold of this member trained with its params."""
+    marker = fold_dir(name, fold) / COMPLETE_FILE
+    if not marker.is_file():
+        interrupted = partial_dir(name, fold).is_dir()
+        raise FileNotFoundError(
+            f"{marker}: fold {fold} of {name} has not been trained"
+            + (
+                f" (an interrupted run left {partial_dir(name, fold)}: run `kinship train "
+                f"--member {name} --fold {fold} --resume`)"
+                if interrupted
+                else f" (run `kinship train --member {name} --fold {fold}`)"
+            )
+        )
+    saved = json.loads(marker.read_text()).get("params", {})
+    ours = _plain(asdict(_member_params(params, name)))
+    changed = sorted(k for k in ours.keys() | saved.keys() if ours.get(k) != saved.get(k))
+    if changed:
+        raise ValueError(
+            f"{marker}: fold {fold} of {name} was trained with other params ({', '.join(changed)} "
+            f"differ from params.yaml members.{name}); retrain it"
+        )
+
+
+def _member_params(params: Params, name: str):
+    return params.members[name] if name in params.members else params.frozen_members[name]
 
 
 def _fold_path(name: str, fold: int, key: str) -> Path:
@@ -319,8 +423,15 @@ def member_metrics(name, params: Params, prepared: Prepared, oof, holdout) -> di
     return metrics
 
 
-def run_train(params: Params, name: str, fold: int | None = None, collect_only: bool = False):
-    """`kinship train`: all folds then collect; one fold; or collect alone."""
+def run_train(
+    params: Params,
+    name: str,
+    fold: int | None = None,
+    collect_only: bool = False,
+    resume: bool = False,
+):
+    """`kinship train`: all folds then collect; one fold; or collect alone. With `resume`,
+    finished folds are kept and an interrupted one continues from its last epoch."""
     if name not in params.all_members:
         from kinship.config import did_you_mean
 
@@ -328,17 +439,33 @@ def run_train(params: Params, name: str, fold: int | None = None, collect_only: 
             f"unknown member {name!r}{did_you_mean(name, params.all_members)}; "
             f"members in params.yaml: {', '.join(params.all_members)}"
         )
+    if resume and collect_only:
+        raise ValueError("--resume trains: it does not go with --collect")
     prepared = Prepared.load()
     folds = folds_of(prepared)
     if fold is not None and fold not in folds:
         raise ValueError(f"--fold {fold}: folds are {folds}")
     if not collect_only:
-        if name in params.frozen_members:
-            from kinship.frozen.stage import FrozenTrainer as Trainer
-        else:
-            Trainer = MemberTrainer
-        trainer = Trainer(name, params, prepared)
-        for k in [fold] if fold is not None else folds:
-            trainer.train_fold(k)
+        todo = [fold] if fold is not None else folds
+        if resume:
+            todo = [k for k in todo if not _finished(name, k, params)]
+        if todo:
+            if name in params.frozen_members:
+                from kinship.frozen.stage import FrozenTrainer as Trainer
+            else:
+                Trainer = MemberTrainer
+            trainer = Trainer(name, params, prepared)
+            for k in todo:
+                trainer.train_fold(k, resume=resume)
     if fold is None or collect_only:
         collect(name, params, prepared)
+
+
+def _finished(name: str, fold: int, params: Params) -> bool:
+    """A complete fold trained with these params (kept by `--resume`)."""
+    try:
+        check_fold_complete(name, fold, params)
+    except (FileNotFoundError, ValueError):
+        return False
+    log.info("%s fold %d: complete, kept", name, fold)
+    return True

@@ -30,10 +30,11 @@ from kinship.pairs import training_pairs
 from kinship.params import Params
 from kinship.train_stage import (
     Prepared,
-    fold_dir,
+    finish_fold,
     fold_targets,
     member_key,
     member_seed,
+    partial_dir,
     write_fold_predictions,
 )
 from kinship.training import split_fold
@@ -76,8 +77,11 @@ class FrozenTrainer:
             head.predict(pair_features(a, b, names)) + head.predict(pair_features(b, a, names))
         ) / 2
 
-    def train_fold(self, fold: int) -> None:
-        """Fit the head of every seed on one fold; write checkpoints, predictions and timing."""
+    def train_fold(self, fold: int, resume: bool = False) -> None:
+        """Fit the head of every seed on one fold; write checkpoints, predictions and timing,
+        then the completion marker. A head fits in seconds: `resume` refits the fold."""
+        if resume:
+            log.info("%s fold %d: a frozen member's heads refit from scratch", self.name, fold)
         prep, tp, fp = self.prepared, self.params, self.fp
         split = split_fold(
             prep.images, prep.people, prep.relationships, fold, tp.train.inner_fraction,
@@ -89,7 +93,7 @@ class FrozenTrainer:
         targets = fold_targets(prep, fold)
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
-        with atomic_dir(fold_dir(self.name, fold)) as out:
+        with atomic_dir(partial_dir(self.name, fold)) as out:
             for seed in fp.seeds:
                 start = time.perf_counter()
                 entropy = [tp.train.seed, seed, fold, member_key(self.name)]
@@ -142,6 +146,7 @@ class FrozenTrainer:
                 )
             write_fold_predictions(out, targets, sums, len(fp.seeds))
             write_json(out / "timing.json", timing)
+        finish_fold(partial_dir(self.name, fold), self.name, fold, asdict(fp))
         fold_auc = auc(targets["oof.parquet"]["label"], sums["oof.parquet"])
         log.info("%s fold %d: validation auc %.4f", self.name, fold, fold_auc)
 

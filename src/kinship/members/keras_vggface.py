@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from kinship.io import write_json
+from kinship.io import atomic_file, write_json
 from kinship.members import keras_head
 from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
 from kinship.members.vggface_arch import (
@@ -51,6 +51,8 @@ from kinship.params import MemberParams
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.weights.h5"
+TRAINING_STATE_FILE = "training_state.weights.h5"
+SEED_STATE_FILE = "seed_states.npz"
 SCORE_BATCH = 4096
 
 
@@ -237,6 +239,40 @@ class KerasMember(Member):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint weights not found (written by save)")
         keras.saving.load_weights(self.models.siamese, path, objects_to_skip=self._optimizers())
+
+    def save_training_state(self, directory: Path) -> None:
+        """The weights with both optimisers' variables (moments, iterations, learning rate), and
+        the dropout layers' seed states (which Keras leaves out of weight files)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".partial.{TRAINING_STATE_FILE}"
+        try:
+            keras.saving.save_weights(self.models.siamese, partial)
+            os.replace(partial, directory / TRAINING_STATE_FILE)
+        finally:
+            partial.unlink(missing_ok=True)
+        # by position: seed generators are numbered per process, so their paths differ
+        seeds = {f"s{i}": ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
+        with atomic_file(directory / SEED_STATE_FILE, "wb") as fh:
+            np.savez(fh, **seeds)
+        write_json(directory / CONFIG_FILE, self.member_config())
+
+    def load_training_state(self, directory: Path) -> None:
+        directory = Path(directory)
+        self.check_checkpoint_config(directory / CONFIG_FILE)
+        path = directory / TRAINING_STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training state not found (written each epoch)")
+        keras.saving.load_weights(self.models.siamese, path)
+        with np.load(directory / SEED_STATE_FILE) as seeds:
+            states = self._seed_states()
+            if len(seeds.files) != len(states):
+                raise ValueError(f"{directory}: {len(seeds.files)} seed states for {len(states)}")
+            for i, variable in enumerate(states):
+                variable.assign(seeds[f"s{i}"])
+
+    def _seed_states(self) -> list:
+        return [v for v in self.models.siamese.variables if "seed_generator_state" in v.path]
 
     def _optimizers(self) -> list[keras.optimizers.Optimizer]:
         """Left out of checkpoints (as in the torch members): a fold's best state is the model."""
