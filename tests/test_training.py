@@ -20,8 +20,10 @@ import yaml
 
 from kinship import paths, training
 from kinship.cache import build_cache
+from kinship.ensemble.inputs import load_inputs
 from kinship.io import write_json
 from kinship.members import registry
+from kinship.metrics import auc
 from kinship.params import FoldParams, MemberParams, PairParams, parse_params
 from kinship.prepare import prepare
 from kinship.synth import SynthConfig, generate
@@ -151,14 +153,15 @@ def test_train_writes_the_contract_tables_and_reports(numpy_pipeline):
     run_train(params, "tiny")
     prepared = Prepared.load()
     oof = pd.read_parquet(paths.OOF_DIR / "tiny.parquet")
-    assert list(oof.columns) == ["pair_id", "fold", "prob"] and oof["prob"].dtype == np.float64
+    assert list(oof.columns) == ["pair_id", "fold", "prob", "scorable"]
+    assert oof["prob"].dtype == np.float64 and oof["scorable"].all()
     assert sorted(oof["pair_id"]) == sorted(prepared.pairs["pair_id"])
     assert oof["prob"].between(0, 1).all()
     test = pd.read_parquet(paths.TEST_PRED_DIR / "tiny.parquet")
-    assert list(test.columns) == ["img_pair", "prob"]
+    assert list(test.columns) == ["img_pair", "prob", "scorable"]
     assert list(test["img_pair"]) == list(prepared.test["img_pair"])
     holdout = pd.read_parquet(paths.HOLDOUT_DIR / "tiny.parquet")
-    assert list(holdout.columns) == ["pair_id", "fold", "prob"] and len(holdout) == 0
+    assert list(holdout.columns) == ["pair_id", "fold", "prob", "scorable"] and len(holdout) == 0
     metrics = json.loads((paths.REPORTS_DIR / "members/tiny/metrics.json").read_text())
     assert set(metrics["per_fold_auc"]) == {"0", "1"}
     low, high = metrics["oof"]["auc_ci95"]
@@ -302,7 +305,7 @@ def test_collect_joins_fold_predictions_by_key(numpy_pipeline):
     missing = table["img_pair"].iloc[0]
     with pytest.raises(ValueError, match=rf"{path}: .* 1 missing \(e\.g\. \['{missing}'\]\)"):
         collect("tiny", params, Prepared.load())
-    extra = pd.DataFrame({"img_pair": ["nobody.jpg-noone.jpg"], "prob": [0.5]})
+    extra = pd.DataFrame({"img_pair": ["nobody.jpg-noone.jpg"], "prob": [0.5], "scorable": True})
     pd.concat([table, extra]).to_parquet(path, index=False)
     with pytest.raises(ValueError, match=r"0 missing .* 1 unknown \(e\.g\. \['nobody"):
         collect("tiny", params, Prepared.load())
@@ -419,6 +422,7 @@ RUN_STAGE = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from kinship.members import registry
+from kinship.metrics import auc
 registry.MODELS["numpy_test"] = "numpy_member:NumpyMember"
 registry.LIMITS["numpy_test"] = registry.ModelLimits(min_input_size=16)
 from kinship.cli import main
@@ -469,3 +473,83 @@ def test_a_killed_training_process_leaves_nothing_taken_for_complete(numpy_pipel
     assert (paths.OOF_DIR / "tiny.parquet").is_file()
     timing = json.loads((paths.MODELS_DIR / "tiny/fold0/timing.json").read_text())
     assert timing["seeds"][0]["epochs"] == saved_epoch + 2
+
+
+# --- unreadable images ----------------------------------------------------------------------------
+
+
+def test_pairs_with_an_unreadable_image_are_neither_scored_nor_fitted_but_counted(
+    numpy_pipeline, monkeypatch
+):
+    """A corrupt validation image and a corrupt test image: their pairs are never scored on the
+    cache's black rows; OOF pairs are flagged and left out of the metrics and of the ensemble,
+    test pairs stay in the table with the uninformed base rate; every count is reported."""
+    params = numpy_pipeline
+    prepared = Prepared.load()
+    val_image = prepared.pairs.loc[prepared.pairs["fold"] == 0, "img1"].iloc[0]
+    test_image = prepared.test["img1"].iloc[0]
+    images = prepared.images.set_index("image")
+    for image in (val_image, test_image):
+        (paths.SYNTHETIC_DIR / images.at[image, "split"] / image).write_bytes(b"not a jpeg")
+    report = build_cache(
+        prepared.images, paths.SYNTHETIC_DIR, SIZE, paths.cache_file(SIZE), 0.1, workers=1
+    )
+    write_json(paths.CACHE_REPORTS_DIR / f"{SIZE}.json", report)
+    bad = {images.at[val_image, "row"], images.at[test_image, "row"]}
+    assert {b["row"] for b in report["bad"]} == bad
+
+    embedded = []
+    real_embed = training.Embedder.embed_rows
+    monkeypatch.setattr(
+        training.Embedder,
+        "embed_rows",
+        lambda self, rows, flipped=False: embedded.extend(rows) or real_embed(self, rows, flipped),
+    )
+    run_train(params, "tiny")
+    assert not bad & set(embedded)  # never embedded, in training, selection or prediction
+
+    def uses(table, image):
+        return ((table["img1"] == image) | (table["img2"] == image)).to_numpy()
+
+    oof = pd.read_parquet(paths.OOF_DIR / "tiny.parquet")
+    truth = prepared.pairs.set_index("pair_id").loc[oof["pair_id"]]
+    unscorable = uses(truth, val_image)
+    assert unscorable.sum() >= 1 and (oof["scorable"].to_numpy() == ~unscorable).all()
+    base_rate = truth["label"][~unscorable].mean()
+    assert np.allclose(oof["prob"][unscorable], base_rate)
+    test = pd.read_parquet(paths.TEST_PRED_DIR / "tiny.parquet")
+    assert list(test["img_pair"]) == list(prepared.test["img_pair"])  # every test row stays
+    test_unscorable = uses(prepared.test, test_image)
+    assert (test["scorable"].to_numpy() == ~test_unscorable).all()
+    assert np.allclose(test["prob"][test_unscorable], base_rate)
+    metrics = json.loads((paths.REPORTS_DIR / "members/tiny/metrics.json").read_text())
+    assert metrics["unscorable_pairs"] == {
+        "oof": int(unscorable.sum()), "holdout": 0, "test": int(test_unscorable.sum()),
+    }  # fmt: skip
+    assert metrics["oof"]["pairs"] == len(oof) - unscorable.sum()
+    scorable = oof[oof["scorable"]]
+    labels = prepared.pairs.set_index("pair_id")["label"].loc[scorable["pair_id"]]
+    assert metrics["oof"]["auc"] == pytest.approx(auc(labels, scorable["prob"]), abs=1e-6)
+
+    inputs = load_inputs(["tiny"])
+    assert len(inputs.pairs) == len(oof) - unscorable.sum()
+    assert not set(inputs.pairs["pair_id"]) & set(oof.loc[~oof["scorable"], "pair_id"])
+    assert inputs.test.shape == (len(test), 1)
+    assert inputs.unscorable == {
+        "oof": int(unscorable.sum()), "holdout": 0, "test": int(test_unscorable.sum()),
+    }  # fmt: skip
+
+
+def test_the_report_says_how_many_pairs_were_left_out():
+    from kinship.report.sections import unscorable_note
+
+    member = SimpleNamespace(unscorable={"oof": 3, "holdout": 0, "test": 2})
+    clean = SimpleNamespace(unscorable={"oof": 0, "holdout": 0, "test": 0})
+    inputs = SimpleNamespace(
+        members={"tiny": member, "other": clean},
+        ensemble={"unscorable_pairs": {"oof": 4, "holdout": 1, "test": 2}},
+    )
+    note = unscorable_note(inputs)
+    assert "tiny 3 validation, 0 holdout, 2 test; ensemble 4 validation, 1 holdout, 2 test" in note
+    assert "other" not in note
+    assert unscorable_note(SimpleNamespace(members={"other": clean}, ensemble={})) == ""

@@ -66,6 +66,11 @@ class Prepared:
             self._row_of = dict(zip(self.images["image"], self.images["row"], strict=True))
         return self._row_of
 
+    def scorable(self, pairs: pd.DataFrame, bad_rows: set[int]) -> np.ndarray:
+        """Whether each pair's two images are readable (neither is in `bad_rows`)."""
+        bad = np.fromiter(bad_rows, np.int64, len(bad_rows))
+        return ~(np.isin(self.rows(pairs["img1"]), bad) | np.isin(self.rows(pairs["img2"]), bad))
+
     def rows_of_person(self, bad_rows: set[int]) -> dict[str, np.ndarray]:
         """Cache rows of each person's readable images."""
         train = self.images[(self.images["split"] == "train") & ~self.images["row"].isin(bad_rows)]
@@ -124,9 +129,9 @@ class MemberTrainer:
             prep.images, prep.people, prep.relationships, fold, tp.train.inner_fraction,
             tp.train.seed, tp.pairs.kin_pairs_per_relationship,
         )  # fmt: skip
-        inner = split.inner_pairs
+        inner = split.inner_pairs[prep.scorable(split.inner_pairs, self.bad)]
         inner_rows = (prep.rows(inner["img1"]), prep.rows(inner["img2"]), inner["label"].to_numpy())
-        targets = fold_targets(prep, fold)
+        targets = fold_targets(prep, fold, self.bad)
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
         rows_of_person = prep.rows_of_person(self.bad)
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
@@ -152,10 +157,7 @@ class MemberTrainer:
                 )  # fmt: skip
                 self.member.save(work / f"seed{seed}")
                 predict_start = time.perf_counter()
-                probs = {
-                    key: self.embedder.predict(prep.rows(table["img1"]), prep.rows(table["img2"]))
-                    for key, table in targets.items()
-                }
+                probs = predict_targets(prep, targets, self.embedder.predict)
                 entry = {
                     "seed": seed,
                     "epochs": len(history.epochs),
@@ -173,8 +175,7 @@ class MemberTrainer:
         write_fold_predictions(work, targets, sums, len(self.mp.seeds))
         write_json(work / "timing.json", timing)
         finish_fold(work, self.name, fold, asdict(self.mp))
-        fold_auc = auc(targets["oof.parquet"]["label"], sums["oof.parquet"])
-        log.info("%s fold %d: validation auc %.4f", self.name, fold, fold_auc)
+        log_fold(self.name, fold, targets, sums)
 
     def _live(self, fold: int, resume: bool):
         from dvclive import Live
@@ -258,20 +259,49 @@ def _add_seed(sums: dict, timing: dict, probs: dict, entry: dict) -> None:
     timing["seeds"].append(entry)
 
 
-def fold_targets(prepared: Prepared, fold: int) -> dict[str, pd.DataFrame]:
-    """The pairs a fold's models predict: its validation pairs, the holdout, the test pairs."""
-    return {
+def fold_targets(prepared: Prepared, fold: int, bad_rows: set[int]) -> dict[str, pd.DataFrame]:
+    """The pairs a fold's models predict: its validation pairs, the holdout, the test pairs, each
+    with a `scorable` column: False when an image of the pair is unreadable (`bad_rows`)."""
+    tables = {
         "oof.parquet": prepared.pairs[prepared.pairs["fold"] == fold],
         "holdout.parquet": prepared.holdout,
         "test.parquet": prepared.test,
     }
+    return {
+        key: table.assign(scorable=prepared.scorable(table, bad_rows))
+        for key, table in tables.items()
+    }
+
+
+def predict_targets(prepared: Prepared, targets: dict, predict) -> dict[str, np.ndarray]:
+    """`predict(rows1, rows2)` on each target's scorable pairs; NaN for the others."""
+    probs = {}
+    for key, table in targets.items():
+        scorable = table["scorable"].to_numpy()
+        probs[key] = np.full(len(table), np.nan)
+        probs[key][scorable] = predict(
+            prepared.rows(table["img1"][scorable]), prepared.rows(table["img2"][scorable])
+        )
+    return probs
 
 
 def write_fold_predictions(out: Path, targets: dict, sums: dict, n_seeds: int) -> None:
-    """Each target's mean probability over the seeds, in the pipeline's table formats."""
+    """Each target's mean probability over the seeds (NaN where unscorable) and its `scorable`
+    flag, keyed as the pipeline's tables."""
     for key, table in targets.items():
         ids = table[["img_pair"]] if key == "test.parquet" else table[["pair_id", "fold"]]
-        ids.assign(prob=sums[key] / n_seeds).to_parquet(out / key, index=False)
+        ids.assign(prob=sums[key] / n_seeds, scorable=table["scorable"].to_numpy()).to_parquet(
+            out / key, index=False
+        )
+
+
+def log_fold(name: str, fold: int, targets: dict, sums: dict) -> None:
+    oof, probs = targets["oof.parquet"], sums["oof.parquet"]
+    scorable = oof["scorable"].to_numpy()
+    log.info(
+        "%s fold %d: validation auc %.4f (%d unscorable pairs left out)",
+        name, fold, auc(oof["label"][scorable], probs[scorable]), int((~scorable).sum()),
+    )  # fmt: skip
 
 
 def folds_of(prepared: Prepared) -> list[int]:
@@ -306,6 +336,7 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     )
     holdout = _mean_over_folds(name, folds, loaded["holdout.parquet"], prepared.holdout, "pair_id")
     test = _mean_over_folds(name, folds, loaded["test.parquet"], prepared.test, "img_pair")
+    oof, holdout, test = fill_unscorable(prepared, oof, holdout, test)
     outputs = {
         paths.OOF_DIR / f"{name}.parquet": oof,
         paths.HOLDOUT_DIR / f"{name}.parquet": holdout,
@@ -315,6 +346,10 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
         with atomic_file(path, "wb") as fh:
             table.to_parquet(fh, index=False)
     metrics = member_metrics(name, params, prepared, oof, holdout)
+    metrics["unscorable_pairs"] = {
+        split: int((~table["scorable"]).sum())
+        for split, table in (("oof", oof), ("holdout", holdout), ("test", test))
+    }
     report_dir = paths.REPORTS_DIR / "members" / name
     write_json(report_dir / "metrics.json", metrics)
     write_json(report_dir / "timing.json", {"member": name, "folds": timings})
@@ -377,7 +412,10 @@ def _by_key(table: pd.DataFrame, path: Path, key: str, expected: pd.DataFrame) -
     joined = expected[ids].reset_index(drop=True)
     if "fold" in ids and not (aligned["fold"].to_numpy() == joined["fold"].to_numpy()).all():
         raise ValueError(f"{path}: pairs carry other folds than pairs.parquet; retrain the fold")
-    return joined.assign(prob=aligned["prob"].to_numpy(dtype=np.float64))
+    return joined.assign(
+        prob=aligned["prob"].to_numpy(dtype=np.float64),
+        scorable=aligned["scorable"].to_numpy(dtype=bool),
+    )
 
 
 def _mean_over_folds(
@@ -390,12 +428,27 @@ def _mean_over_folds(
         _by_key(t, _fold_path(name, f, target), key, expected)
         for f, t in zip(folds, tables, strict=True)
     ]
-    merged = aligned[0].drop(columns="prob")
+    merged = aligned[0][aligned[0].columns.drop(["prob", "scorable"])]
     merged["prob"] = np.mean([a["prob"].to_numpy() for a in aligned], axis=0)
+    merged["scorable"] = np.logical_and.reduce([a["scorable"].to_numpy() for a in aligned])
     return merged
 
 
+def fill_unscorable(prepared: Prepared, oof, holdout, test):
+    """Give unscorable pairs an uninformed probability: the base rate of the scorable OOF pairs
+    (test pairs must all be in the submission; OOF and holdout rows keep `scorable` False so
+    that no score is computed on them)."""
+    labels = prepared.pairs.set_index("pair_id")["label"].loc[oof["pair_id"]].to_numpy()
+    base_rate = float(labels[oof["scorable"].to_numpy()].mean())
+    return [
+        t.assign(prob=np.where(t["scorable"], t["prob"], base_rate)) for t in (oof, holdout, test)
+    ]
+
+
 def member_metrics(name, params: Params, prepared: Prepared, oof, holdout) -> dict:
+    """Scores on the scorable pairs (both images readable)."""
+    oof = oof[oof["scorable"]].reset_index(drop=True)
+    holdout = holdout[holdout["scorable"]].reset_index(drop=True)
     family_of = dict(zip(prepared.images["image"], prepared.images["family"], strict=True))
     truth = prepared.pairs.set_index("pair_id")
     labels = truth["label"].loc[oof["pair_id"]].to_numpy()
