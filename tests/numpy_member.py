@@ -97,6 +97,14 @@ class NumpyMember(Member):
         with np.load(directory / "weights.npz") as data:
             self.state = {k: data[k] for k in data.files}
 
+    def save_training_state(self, directory: Path):
+        self.save(directory)
+        (directory / "optimizer.json").write_text(json.dumps({"lr": self.lr}))
+
+    def load_training_state(self, directory: Path):
+        self.load(directory)
+        self.lr = json.loads((directory / "optimizer.json").read_text())["lr"]
+
 
 def _pairs(x, partners):
     """Rows of a group batch → the two sides of its B·M pairs."""

@@ -126,12 +126,18 @@ def test_frozen_member_writes_the_contract_tables_and_learns(frozen_workspace):
     run_train(params, "dlib")
     prepared = Prepared.load()
     oof = pd.read_parquet(paths.OOF_DIR / "dlib.parquet")
-    assert list(oof.columns) == ["pair_id", "fold", "prob"]
+    assert list(oof.columns) == ["pair_id", "fold", "prob", "scorable"]
     assert sorted(oof["pair_id"]) == sorted(prepared.pairs["pair_id"])
+    # the embed stage's unreadable image (row 3): its pairs are left out of scoring and counted
+    bad_image = prepared.images["image"].iat[3]
+    uses_bad = oof["pair_id"].str.split("|").map(lambda ab: bad_image in ab).to_numpy()
+    assert uses_bad.any() and (oof["scorable"].to_numpy() == ~uses_bad).all()
     test = pd.read_parquet(paths.TEST_PRED_DIR / "dlib.parquet")
     assert list(test["img_pair"]) == list(prepared.test["img_pair"])
     metrics = json.loads((paths.MEMBER_REPORTS_DIR / "dlib/metrics.json").read_text())
     assert metrics["model"] == "dlib" and metrics["input_size"] is None
+    assert metrics["unscorable_pairs"]["oof"] == int(uses_bad.sum())
+    assert metrics["oof"]["pairs"] == len(oof) - int(uses_bad.sum())
     # the descriptors carry a family signal: strangers are easy, in-family non-kin are not
     assert metrics["oof_auc_by_kind"]["cross_family"] > 0.8
     assert metrics["oof_auc_by_kind"]["in_family_nonkin"] < 0.75

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from test_vggface_weights import load_spec, model_array, write_keras2_weights
 
-from kinship.members import keras_head  # noqa: E402
+from kinship.members import keras_head, keras_vggface  # noqa: E402
 from kinship.members.base import pairs_as_groups  # noqa: E402
 from kinship.members.keras_vggface import VggFace16Member, VggFaceResNet50Member  # noqa: E402
 from kinship.members.params import PAIR_FEATURES, HeadParams, MemberParams  # noqa: E402
@@ -290,7 +290,8 @@ def test_head_layers_and_probabilities():
 # --- mixed precision ------------------------------------------------------------------------------
 
 
-def test_mixed_precision_keeps_float32_outputs():
+def test_mixed_precision_keeps_float32_outputs(monkeypatch):
+    monkeypatch.setattr(keras_vggface, "has_gpu", lambda: True)  # the policy a GPU gets
     before = keras.config.dtype_policy().name
     member = built(dataclasses.replace(TINY, mixed_precision=True))
     assert keras.config.dtype_policy().name == before  # the policy is set only while building
@@ -300,6 +301,23 @@ def test_mixed_precision_keeps_float32_outputs():
     e = member.embed(images(4))
     p = member.score(e[:2], e[2:])
     assert e.dtype == np.float32 and p.dtype == np.float32 and np.all((p >= 0) & (p <= 1))
+
+
+def test_mixed_precision_is_ignored_without_a_gpu(monkeypatch, caplog):
+    """As the README says and the torch members do: on CPU the models stay float32."""
+    monkeypatch.setattr(keras_vggface, "has_gpu", lambda: False)
+    with caplog.at_level("INFO", logger=keras_vggface.__name__):
+        member = built(dataclasses.replace(TINY, mixed_precision=True))
+    assert "dtype policy float32" in caplog.text
+    conv = member.models.backbone.get_layer("conv1_1")
+    assert conv.compute_dtype == "float32" and conv.variable_dtype == "float32"
+    assert all(v.dtype == "float32" for v in member.models.siamese.trainable_variables)
+
+
+def test_the_machine_decides_the_policy():
+    assert keras_vggface.dtype_policy(False) == "float32"
+    expected = "mixed_bfloat16" if keras_vggface.has_gpu() else "float32"
+    assert keras_vggface.dtype_policy(True) == expected
 
 
 # --- both backends, in their own processes --------------------------------------------------------

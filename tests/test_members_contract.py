@@ -137,3 +137,26 @@ def test_bad_group_batches_are_rejected(partners, labels, match):
     member = _member("siamese_cnn")
     with pytest.raises(ValueError, match=match):
         member.train_step(_images(4, member.input_size, 0), partners, labels)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_training_state_round_trip_continues_the_same_steps(model, tmp_path):
+    """`--resume` restores weights and optimiser state: the steps after a saved training state
+    repeat on a member loaded from it (Adam's moments and step count included)."""
+    size, _ = SMALL[model]
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (8, size, size, 3), dtype=np.uint8)
+    batch = pairs_as_groups(images[:4], images[4:], np.float32([1, 0, 1, 0]))
+    member = _member(model)
+    for _ in range(2):
+        member.train_step(*batch)
+    member.set_learning_rate(5e-3)
+    member.save_training_state(tmp_path)
+    continued = [member.train_step(*batch) for _ in range(2)]
+    expected = member.embed(images[:2])
+    other = _member(model)  # a fresh optimiser and other weights
+    other.load_training_state(tmp_path)
+    assert other.get_learning_rate() == pytest.approx(5e-3)
+    again = [other.train_step(*batch) for _ in range(2)]
+    np.testing.assert_allclose(again, continued, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(other.embed(images[:2]), expected, rtol=1e-3, atol=1e-4)

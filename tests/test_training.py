@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from kinship import paths, training
 from kinship.cache import build_cache
+from kinship.ensemble.inputs import load_inputs
 from kinship.io import write_json
 from kinship.members import registry
 from kinship.members.params import MemberParams
+from kinship.metrics import auc
 from kinship.params import FoldParams, PairParams, parse_params
 from kinship.prepare import prepare
 from kinship.synth.config import SynthConfig
 from kinship.synth.dataset import generate
-from kinship.train_stage import Prepared, collect, run_train
+from kinship.train_stage import MemberTrainer, Prepared, collect, run_train
 
 SIZE = 32
 
@@ -136,6 +146,7 @@ def numpy_pipeline(tmp_path, monkeypatch):
             }
         },
     }  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))  # for stage subprocesses
     return parse_params(raw)
 
 
@@ -144,14 +155,15 @@ def test_train_writes_the_contract_tables_and_reports(numpy_pipeline):
     run_train(params, "tiny")
     prepared = Prepared.load()
     oof = pd.read_parquet(paths.OOF_DIR / "tiny.parquet")
-    assert list(oof.columns) == ["pair_id", "fold", "prob"] and oof["prob"].dtype == np.float64
+    assert list(oof.columns) == ["pair_id", "fold", "prob", "scorable"]
+    assert oof["prob"].dtype == np.float64 and oof["scorable"].all()
     assert sorted(oof["pair_id"]) == sorted(prepared.pairs["pair_id"])
     assert oof["prob"].between(0, 1).all()
     test = pd.read_parquet(paths.TEST_PRED_DIR / "tiny.parquet")
-    assert list(test.columns) == ["img_pair", "prob"]
+    assert list(test.columns) == ["img_pair", "prob", "scorable"]
     assert list(test["img_pair"]) == list(prepared.test["img_pair"])
     holdout = pd.read_parquet(paths.HOLDOUT_DIR / "tiny.parquet")
-    assert list(holdout.columns) == ["pair_id", "fold", "prob"] and len(holdout) == 0
+    assert list(holdout.columns) == ["pair_id", "fold", "prob", "scorable"] and len(holdout) == 0
     metrics = json.loads((paths.REPORTS_DIR / "members/tiny/metrics.json").read_text())
     assert set(metrics["per_fold_auc"]) == {"0", "1"}
     low, high = metrics["oof"]["auc_ci95"]
@@ -273,3 +285,273 @@ def test_group_batches_need_two_families_with_relationships(numpy_pipeline):
     split.fit_relationships = rels[rels["p1"].isin(people)]
     with pytest.raises(ValueError, match="usable relationships in 1 family"):
         training.GroupSampler(split, prepared.rows_of_person(set()), np.random.default_rng(0))
+
+
+def test_collect_joins_fold_predictions_by_key(numpy_pipeline):
+    """Folds trained elsewhere may write their rows in any order: collect joins them on the key
+    and refuses a fold whose keys differ from the prepared pairs, naming the file and the keys."""
+    params = numpy_pipeline
+    run_train(params, "tiny")
+    outputs = {d: pd.read_parquet(d / "tiny.parquet") for d in (paths.OOF_DIR, paths.TEST_PRED_DIR)}
+    for key in ("oof.parquet", "test.parquet"):
+        path = paths.MODELS_DIR / "tiny/fold1" / key
+        table = pd.read_parquet(path)
+        table.iloc[::-1].to_parquet(path, index=False)
+    collect("tiny", params, Prepared.load())
+    for directory, table in outputs.items():
+        pd.testing.assert_frame_equal(table, pd.read_parquet(directory / "tiny.parquet"))
+
+    path = paths.MODELS_DIR / "tiny/fold1/test.parquet"
+    table = pd.read_parquet(path)
+    table.iloc[1:].to_parquet(path, index=False)
+    missing = table["img_pair"].iloc[0]
+    with pytest.raises(ValueError, match=rf"{path}: .* 1 missing \(e\.g\. \['{missing}'\]\)"):
+        collect("tiny", params, Prepared.load())
+    extra = pd.DataFrame({"img_pair": ["nobody.jpg-noone.jpg"], "prob": [0.5], "scorable": True})
+    pd.concat([table, extra]).to_parquet(path, index=False)
+    with pytest.raises(ValueError, match=r"0 missing .* 1 unknown \(e\.g\. \['nobody"):
+        collect("tiny", params, Prepared.load())
+    path = paths.MODELS_DIR / "tiny/fold0/oof.parquet"
+    table = pd.read_parquet(path)
+    pd.concat([table, table.iloc[:1]]).to_parquet(path, index=False)
+    with pytest.raises(ValueError, match=rf"{path}: .* 1 duplicated"):
+        collect("tiny", params, Prepared.load())
+
+
+# --- interruption and resume ---------------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    """Stands for a kill between two epochs."""
+
+
+def _interrupt_after(monkeypatch, seed: int, epochs: int) -> None:
+    """Make `FitCheckpoints.save` stop the run once `seed` has saved `epochs` epochs."""
+    real_save = training.FitCheckpoints.save
+
+    def save(self, member, loop, rng):
+        real_save(self, member, loop, rng)
+        if self.directory.name == f"seed{seed}.train" and loop.epoch == epochs:
+            raise Interrupted
+
+    monkeypatch.setattr(training.FitCheckpoints, "save", save)
+
+
+def _fold_outputs(fold: int) -> dict[str, object]:
+    directory = paths.MODELS_DIR / f"tiny/fold{fold}"
+    outputs = {key: pd.read_parquet(directory / key) for key in ("oof.parquet", "test.parquet")}
+    for seed in (0, 1):
+        with np.load(directory / f"seed{seed}/weights.npz") as weights:
+            outputs[f"seed{seed}"] = {k: weights[k] for k in weights.files}
+    return outputs
+
+
+def test_an_interrupted_fold_resumes_to_the_uninterrupted_result(numpy_pipeline, monkeypatch):
+    tiny = dataclasses.replace(
+        numpy_pipeline.members["tiny"], epochs=6, lr_patience=1, early_stopping_patience=10
+    )
+    params = dataclasses.replace(numpy_pipeline, members={"tiny": tiny})
+    run_train(params, "tiny", fold=0)
+    whole = _fold_outputs(0)
+    shutil.rmtree(paths.MODELS_DIR / "tiny")
+
+    # 1. stopped after epoch 3 of the second seed: nothing collect would take for a finished fold
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, seed=1, epochs=3)
+        with pytest.raises(Interrupted):
+            run_train(params, "tiny", fold=0)
+    assert not (paths.MODELS_DIR / "tiny/fold0").exists()
+    with pytest.raises(FileNotFoundError, match=r"fold 0 of tiny .* --fold 0 --resume"):
+        collect("tiny", params, Prepared.load())
+
+    # 2. resumed: seed 0 kept, seed 1 trains its last three epochs only
+    trained = []
+    real_log = MemberTrainer._log_epoch
+    monkeypatch.setattr(
+        MemberTrainer,
+        "_log_epoch",
+        lambda self, live, fold, seed, r: (
+            trained.append((seed, r["epoch"])) or real_log(self, live, fold, seed, r)
+        ),
+    )
+    run_train(params, "tiny", fold=0, resume=True)
+    assert trained == [(1, 3), (1, 4), (1, 5)]
+    resumed = _fold_outputs(0)
+    for key in ("oof.parquet", "test.parquet"):
+        pd.testing.assert_frame_equal(whole[key], resumed[key])  # identical, not just close
+    for seed in ("seed0", "seed1"):
+        for name, array in whole[seed].items():
+            np.testing.assert_array_equal(array, resumed[seed][name])
+    assert not (paths.MODELS_DIR / "tiny/fold0.partial").exists()
+    timing = json.loads((paths.MODELS_DIR / "tiny/fold0/timing.json").read_text())
+    assert [s["epochs"] for s in timing["seeds"]] == [6, 6]
+
+
+def test_resume_keeps_finished_folds_and_a_fresh_run_discards_partial_work(
+    numpy_pipeline, monkeypatch
+):
+    params = numpy_pipeline
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, seed=0, epochs=1)
+        with pytest.raises(Interrupted):
+            run_train(params, "tiny", fold=1)
+    assert (paths.MODELS_DIR / "tiny/fold1.partial/progress/seed0.train/last").is_dir()
+    run_train(params, "tiny", fold=0)
+    marker = paths.MODELS_DIR / "tiny/fold0/complete.json"
+    stamp = marker.stat().st_mtime_ns
+    run_train(params, "tiny", resume=True)  # fold 0 kept, fold 1 resumed, then collected
+    assert marker.stat().st_mtime_ns == stamp
+    assert (paths.OOF_DIR / "tiny.parquet").is_file()
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, seed=0, epochs=1)
+        with pytest.raises(Interrupted):
+            run_train(params, "tiny", fold=1)
+    run_train(params, "tiny", fold=1)  # without --resume: from scratch, partial work discarded
+    assert not (paths.MODELS_DIR / "tiny/fold1.partial").exists()
+
+
+def test_collect_refuses_a_fold_trained_with_other_params(numpy_pipeline):
+    params = numpy_pipeline
+    run_train(params, "tiny")
+    tiny = dataclasses.replace(params.members["tiny"], lr=0.25)
+    changed = dataclasses.replace(params, members={"tiny": tiny})
+    with pytest.raises(ValueError, match=r"fold0/complete.json: fold 0 of tiny was trained with "
+                       r"other params \(lr differ"):  # fmt: skip
+        collect("tiny", changed, Prepared.load())
+
+
+RUN_STAGE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from kinship.members import registry
+from kinship.metrics import auc
+registry.MODELS["numpy_test"] = "numpy_member:NumpyMember"
+registry.LIMITS["numpy_test"] = registry.ModelLimits(min_input_size=16)
+from kinship.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _stage(*args: str) -> list[str]:
+    return [sys.executable, "-c", RUN_STAGE, str(Path(__file__).parent), *args]
+
+
+def test_a_killed_training_process_leaves_nothing_taken_for_complete(numpy_pipeline, tmp_path):
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["members"]["tiny"].update(epochs=100_000, early_stopping_patience=100_000, seeds=[0])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(_stage("train", "--member", "tiny"), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    loop = paths.MODELS_DIR / "tiny/fold0.partial/progress/seed0.train/last/loop.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not (loop.is_file() and json.loads(loop.read_text())["loop"]["epoch"] >= 3):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "training never reached epoch 3"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (paths.MODELS_DIR / "tiny/fold0").exists()
+    for directory in (paths.OOF_DIR, paths.HOLDOUT_DIR, paths.TEST_PRED_DIR):
+        assert not (directory / "tiny.parquet").exists()
+    assert not (paths.REPORTS_DIR / "members/tiny/metrics.json").exists()
+    refused = subprocess.run(_stage("train", "--member", "tiny", "--collect"), env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2
+    assert "fold 0 of tiny has not been trained" in refused.stderr
+    assert "--member tiny --fold 0 --resume" in refused.stderr
+
+    # the interrupted fold resumes from its last epoch (here to a nearer end) and then collects
+    saved_epoch = json.loads(loop.read_text())["loop"]["epoch"]
+    raw["members"]["tiny"].update(epochs=saved_epoch + 2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    resumed = subprocess.run(_stage("train", "--member", "tiny", "--resume"), env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {saved_epoch - 1}" in resumed.stderr
+    assert (paths.OOF_DIR / "tiny.parquet").is_file()
+    timing = json.loads((paths.MODELS_DIR / "tiny/fold0/timing.json").read_text())
+    assert timing["seeds"][0]["epochs"] == saved_epoch + 2
+
+
+# --- unreadable images ----------------------------------------------------------------------------
+
+
+def test_pairs_with_an_unreadable_image_are_neither_scored_nor_fitted_but_counted(
+    numpy_pipeline, monkeypatch
+):
+    """A corrupt validation image and a corrupt test image: their pairs are never scored on the
+    cache's black rows; OOF pairs are flagged and left out of the metrics and of the ensemble,
+    test pairs stay in the table with the uninformed base rate; every count is reported."""
+    params = numpy_pipeline
+    prepared = Prepared.load()
+    val_image = prepared.pairs.loc[prepared.pairs["fold"] == 0, "img1"].iloc[0]
+    test_image = prepared.test["img1"].iloc[0]
+    images = prepared.images.set_index("image")
+    for image in (val_image, test_image):
+        (paths.SYNTHETIC_DIR / images.at[image, "split"] / image).write_bytes(b"not a jpeg")
+    report = build_cache(
+        prepared.images, paths.SYNTHETIC_DIR, SIZE, paths.cache_file(SIZE), 0.1, workers=1
+    )
+    write_json(paths.CACHE_REPORTS_DIR / f"{SIZE}.json", report)
+    bad = {images.at[val_image, "row"], images.at[test_image, "row"]}
+    assert {b["row"] for b in report["bad"]} == bad
+
+    embedded = []
+    real_embed = training.Embedder.embed_rows
+    monkeypatch.setattr(
+        training.Embedder,
+        "embed_rows",
+        lambda self, rows, flipped=False: embedded.extend(rows) or real_embed(self, rows, flipped),
+    )
+    run_train(params, "tiny")
+    assert not bad & set(embedded)  # never embedded, in training, selection or prediction
+
+    def uses(table, image):
+        return ((table["img1"] == image) | (table["img2"] == image)).to_numpy()
+
+    oof = pd.read_parquet(paths.OOF_DIR / "tiny.parquet")
+    truth = prepared.pairs.set_index("pair_id").loc[oof["pair_id"]]
+    unscorable = uses(truth, val_image)
+    assert unscorable.sum() >= 1 and (oof["scorable"].to_numpy() == ~unscorable).all()
+    base_rate = truth["label"][~unscorable].mean()
+    assert np.allclose(oof["prob"][unscorable], base_rate)
+    test = pd.read_parquet(paths.TEST_PRED_DIR / "tiny.parquet")
+    assert list(test["img_pair"]) == list(prepared.test["img_pair"])  # every test row stays
+    test_unscorable = uses(prepared.test, test_image)
+    assert (test["scorable"].to_numpy() == ~test_unscorable).all()
+    assert np.allclose(test["prob"][test_unscorable], base_rate)
+    metrics = json.loads((paths.REPORTS_DIR / "members/tiny/metrics.json").read_text())
+    assert metrics["unscorable_pairs"] == {
+        "oof": int(unscorable.sum()), "holdout": 0, "test": int(test_unscorable.sum()),
+    }  # fmt: skip
+    assert metrics["oof"]["pairs"] == len(oof) - unscorable.sum()
+    scorable = oof[oof["scorable"]]
+    labels = prepared.pairs.set_index("pair_id")["label"].loc[scorable["pair_id"]]
+    assert metrics["oof"]["auc"] == pytest.approx(auc(labels, scorable["prob"]), abs=1e-6)
+
+    inputs = load_inputs(["tiny"])
+    assert len(inputs.pairs) == len(oof) - unscorable.sum()
+    assert not set(inputs.pairs["pair_id"]) & set(oof.loc[~oof["scorable"], "pair_id"])
+    assert inputs.test.shape == (len(test), 1)
+    assert inputs.unscorable == {
+        "oof": int(unscorable.sum()), "holdout": 0, "test": int(test_unscorable.sum()),
+    }  # fmt: skip
+
+
+def test_the_report_says_how_many_pairs_were_left_out():
+    from kinship.report.sections import unscorable_note
+
+    member = SimpleNamespace(unscorable={"oof": 3, "holdout": 0, "test": 2})
+    clean = SimpleNamespace(unscorable={"oof": 0, "holdout": 0, "test": 0})
+    inputs = SimpleNamespace(
+        members={"tiny": member, "other": clean},
+        ensemble={"unscorable_pairs": {"oof": 4, "holdout": 1, "test": 2}},
+    )
+    note = unscorable_note(inputs)
+    assert "tiny 3 validation, 0 holdout, 2 test; ensemble 4 validation, 1 holdout, 2 test" in note
+    assert "other" not in note
+    assert unscorable_note(SimpleNamespace(members={"other": clean}, ensemble={})) == ""

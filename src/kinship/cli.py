@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--collect", dest="collect_only", action="store_true", help="merge trained folds' outputs"
     )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: keep finished folds and seeds, restart the interrupted "
+        "seed from its last epoch (models/<member>/fold<k>.partial/)",
+    )
     sub.add_parser("ensemble", help="combine the members and write submission.csv")
     sub.add_parser("report", help="write reports/index.html (self-contained, no network)")
     sub.add_parser("check-params", help="validate params.yaml (with any --profile) and exit")

@@ -27,11 +27,17 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, target)
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Put the finished folder `source` in place of `target` by renames (never half of either)."""
+    source, target = Path(source), Path(target)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         target.rename(old)
-    tmp.rename(target)
+    source.rename(target)
     shutil.rmtree(old, ignore_errors=True)
 
 

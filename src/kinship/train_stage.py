@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import shutil
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pandas as pd
 
 from kinship import paths
 from kinship.cache import load_cache
-from kinship.io import atomic_dir, atomic_file, write_json
+from kinship.io import atomic_file, replace_dir, write_json
 from kinship.metrics import auc, by_kind, pair_families, score_summary
 from kinship.params import Params
 
@@ -65,6 +66,11 @@ class Prepared:
         if not hasattr(self, "_row_of"):
             self._row_of = dict(zip(self.images["image"], self.images["row"], strict=True))
         return self._row_of
+
+    def scorable(self, pairs: pd.DataFrame, bad_rows: set[int]) -> np.ndarray:
+        """Whether each pair's two images are readable (neither is in `bad_rows`)."""
+        bad = np.fromiter(bad_rows, np.int64, len(bad_rows))
+        return ~(np.isin(self.rows(pairs["img1"]), bad) | np.isin(self.rows(pairs["img2"]), bad))
 
     def rows_of_person(self, bad_rows: set[int]) -> dict[str, np.ndarray]:
         """Cache rows of each person's readable images."""
@@ -113,23 +119,33 @@ class MemberTrainer:
         self.embedder = Embedder(self.member, self.cache, self.mp.tta_flip)
         log.info("%s: built %s in %.1f s", name, self.mp.model, self.build_seconds)
 
-    def train_fold(self, fold: int) -> None:
-        """Train every seed on one fold; write checkpoints, predictions and timing atomically."""
-        from kinship.training import GroupSampler, fit, split_fold
+    def train_fold(self, fold: int, resume: bool = False) -> None:
+        """Train every seed on one fold in `fold<k>.partial/`, then put it in place of
+        `fold<k>/` with its completion marker written last. With `resume`, continue an
+        interrupted run: finished seeds are kept, the running one restarts from its last epoch."""
+        from kinship.training import FitCheckpoints, GroupSampler, fit, split_fold
 
         prep, tp = self.prepared, self.params
         split = split_fold(
             prep.images, prep.people, prep.relationships, fold, tp.train.inner_fraction,
             tp.train.seed, tp.pairs.kin_pairs_per_relationship,
         )  # fmt: skip
-        inner = split.inner_pairs
+        inner = split.inner_pairs[prep.scorable(split.inner_pairs, self.bad)]
         inner_rows = (prep.rows(inner["img1"]), prep.rows(inner["img2"]), inner["label"].to_numpy())
-        targets = fold_targets(prep, fold)
+        targets = fold_targets(prep, fold, self.bad)
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
         rows_of_person = prep.rows_of_person(self.bad)
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
-        with atomic_dir(fold_dir(self.name, fold)) as out, self._live(fold) as live:
+        work = start_fold(self.name, fold, resume)
+        progress = work / PROGRESS_DIR
+        with self._live(fold, resume) as live:
             for seed in self.mp.seeds:
+                done = _seed_done(progress, seed)
+                if done is not None:  # finished before the interruption
+                    log.info("%s fold %d seed %d: kept from the interrupted run", self.name, fold,
+                             seed)  # fmt: skip
+                    _add_seed(sums, timing, *done)
+                    continue
                 start = time.perf_counter()
                 entropy = [tp.train.seed, seed, fold, member_key(self.name)]
                 self.member.reset(member_seed(entropy))
@@ -138,36 +154,36 @@ class MemberTrainer:
                 history = fit(
                     self.member, self.embedder, sampler, inner_rows, rng,
                     on_epoch=lambda r, s=seed: self._log_epoch(live, fold, s, r),
+                    checkpoints=FitCheckpoints(progress / f"seed{seed}.train"), resume=resume,
                 )  # fmt: skip
-                self.member.save(out / f"seed{seed}")
+                self.member.save(work / f"seed{seed}")
                 predict_start = time.perf_counter()
-                for key, table in targets.items():
-                    sums[key] += self.embedder.predict(
-                        prep.rows(table["img1"]), prep.rows(table["img2"])
-                    )
-                timing["seeds"].append(
-                    {
-                        "seed": seed,
-                        "epochs": len(history.epochs),
-                        "best_epoch": history.best_epoch,
-                        "train_seconds": round(history.train_seconds, 2),
-                        "train_img_per_s": round(
-                            history.train_images / max(history.train_seconds, 1e-9), 1
-                        ),
-                        "predict_seconds": round(time.perf_counter() - predict_start, 2),
-                        "total_seconds": round(time.perf_counter() - start, 2),
-                    }
-                )
-            write_fold_predictions(out, targets, sums, len(self.mp.seeds))
-            write_json(out / "timing.json", timing)
-        fold_auc = auc(targets["oof.parquet"]["label"], sums["oof.parquet"])
-        log.info("%s fold %d: validation auc %.4f", self.name, fold, fold_auc)
+                probs = predict_targets(prep, targets, self.embedder.predict)
+                entry = {
+                    "seed": seed,
+                    "epochs": len(history.epochs),
+                    "best_epoch": history.best_epoch,
+                    "train_seconds": round(history.train_seconds, 2),
+                    "train_img_per_s": round(
+                        history.train_images / max(history.train_seconds, 1e-9), 1
+                    ),
+                    "predict_seconds": round(time.perf_counter() - predict_start, 2),
+                    "total_seconds": round(time.perf_counter() - start, 2),
+                }
+                _save_seed(progress, seed, probs, entry)
+                _add_seed(sums, timing, probs, entry)
+        shutil.rmtree(progress)
+        write_fold_predictions(work, targets, sums, len(self.mp.seeds))
+        write_json(work / "timing.json", timing)
+        finish_fold(work, self.name, fold, asdict(self.mp))
+        log_fold(self.name, fold, targets, sums)
 
-    def _live(self, fold: int):
+    def _live(self, fold: int, resume: bool):
         from dvclive import Live
 
         return Live(
             dir=str(paths.REPORTS_DIR / "curves" / self.name / f"fold{fold}"),
+            resume=resume,
             dvcyaml=False,
             save_dvc_exp=False,
             report=None,
@@ -184,20 +200,109 @@ class MemberTrainer:
             live.log_metric(f"seed{seed}/{key}", record[key])
 
 
-def fold_targets(prepared: Prepared, fold: int) -> dict[str, pd.DataFrame]:
-    """The pairs a fold's models predict: its validation pairs, the holdout, the test pairs."""
-    return {
+PROGRESS_DIR = "progress"
+"""Inside `fold<k>.partial/`: each finished seed's predictions and timing, and the running seed's
+resumable training state (`seed<s>.train/`, see `kinship.training.FitCheckpoints`)."""
+COMPLETE_FILE = "complete.json"
+"""Written last into a fold's folder: `collect` takes only folds that have it."""
+
+
+def partial_dir(name: str, fold: int) -> Path:
+    """Where a fold trains until it is complete (left behind, for `--resume`, when killed)."""
+    return paths.MODELS_DIR / name / f"fold{fold}.partial"
+
+
+def start_fold(name: str, fold: int, resume: bool) -> Path:
+    """The fold's working folder: emptied for a fresh run, kept with `resume`."""
+    work = partial_dir(name, fold)
+    if resume and (work / COMPLETE_FILE).is_file():  # interrupted while being put in place
+        return work
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+    elif not work.is_dir():
+        log.info("%s fold %d: nothing to resume (%s is absent): from scratch", name, fold, work)
+    (work / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def finish_fold(work: Path, name: str, fold: int, member_params: dict) -> None:
+    """Write the completion marker last, then put the finished folder in place of `fold<k>/`."""
+    write_json(
+        work / COMPLETE_FILE, {"member": name, "fold": fold, "params": _plain(member_params)}
+    )
+    replace_dir(work, fold_dir(name, fold))
+
+
+def _plain(value: dict) -> dict:
+    """`value` as JSON reads it back (tuples become lists), for comparing params."""
+    return json.loads(json.dumps(value))
+
+
+def _save_seed(progress: Path, seed: int, probs: dict, entry: dict) -> None:
+    with atomic_file(progress / f"seed{seed}.npz", "wb") as fh:
+        np.savez(fh, **{key.removesuffix(".parquet"): p for key, p in probs.items()})
+    write_json(progress / f"seed{seed}.json", entry)  # last: the seed is done
+    shutil.rmtree(progress / f"seed{seed}.train", ignore_errors=True)
+
+
+def _seed_done(progress: Path, seed: int) -> tuple[dict, dict] | None:
+    entry_file = progress / f"seed{seed}.json"
+    if not entry_file.is_file():
+        return None
+    with np.load(progress / f"seed{seed}.npz") as saved:
+        probs = {f"{key}.parquet": saved[key] for key in saved.files}
+    return probs, json.loads(entry_file.read_text())
+
+
+def _add_seed(sums: dict, timing: dict, probs: dict, entry: dict) -> None:
+    for key in sums:
+        sums[key] += probs[key]
+    timing["seeds"].append(entry)
+
+
+def fold_targets(prepared: Prepared, fold: int, bad_rows: set[int]) -> dict[str, pd.DataFrame]:
+    """The pairs a fold's models predict: its validation pairs, the holdout, the test pairs, each
+    with a `scorable` column: False when an image of the pair is unreadable (`bad_rows`)."""
+    tables = {
         "oof.parquet": prepared.pairs[prepared.pairs["fold"] == fold],
         "holdout.parquet": prepared.holdout,
         "test.parquet": prepared.test,
     }
+    return {
+        key: table.assign(scorable=prepared.scorable(table, bad_rows))
+        for key, table in tables.items()
+    }
+
+
+def predict_targets(prepared: Prepared, targets: dict, predict) -> dict[str, np.ndarray]:
+    """`predict(rows1, rows2)` on each target's scorable pairs; NaN for the others."""
+    probs = {}
+    for key, table in targets.items():
+        scorable = table["scorable"].to_numpy()
+        probs[key] = np.full(len(table), np.nan)
+        probs[key][scorable] = predict(
+            prepared.rows(table["img1"][scorable]), prepared.rows(table["img2"][scorable])
+        )
+    return probs
 
 
 def write_fold_predictions(out: Path, targets: dict, sums: dict, n_seeds: int) -> None:
-    """Each target's mean probability over the seeds, in the pipeline's table formats."""
+    """Each target's mean probability over the seeds (NaN where unscorable) and its `scorable`
+    flag, keyed as the pipeline's tables."""
     for key, table in targets.items():
         ids = table[["img_pair"]] if key == "test.parquet" else table[["pair_id", "fold"]]
-        ids.assign(prob=sums[key] / n_seeds).to_parquet(out / key, index=False)
+        ids.assign(prob=sums[key] / n_seeds, scorable=table["scorable"].to_numpy()).to_parquet(
+            out / key, index=False
+        )
+
+
+def log_fold(name: str, fold: int, targets: dict, sums: dict) -> None:
+    oof, probs = targets["oof.parquet"], sums["oof.parquet"]
+    scorable = oof["scorable"].to_numpy()
+    log.info(
+        "%s fold %d: validation auc %.4f (%d unscorable pairs left out)",
+        name, fold, auc(oof["label"][scorable], probs[scorable]), int((~scorable).sum()),
+    )  # fmt: skip
 
 
 def folds_of(prepared: Prepared) -> list[int]:
@@ -211,6 +316,7 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     timings = []
     for fold in folds:
         directory = fold_dir(name, fold)
+        check_fold_complete(name, fold, params)
         for key in PREDICTION_FILES:
             path = directory / key
             if not path.is_file():
@@ -220,11 +326,18 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
                 )
             loaded[key].append(pd.read_parquet(path))
         timings.append(json.loads((directory / "timing.json").read_text()))
-    oof = pd.concat(loaded["oof.parquet"], ignore_index=True)
-    holdout = _mean_over_folds(loaded["holdout.parquet"], ["pair_id", "fold"])
-    test = _mean_over_folds(loaded["test.parquet"], ["img_pair"])
-    _check_coverage(name, oof, prepared.pairs, "pair_id")
-    _check_coverage(name, test, prepared.test, "img_pair")
+    oof = pd.concat(
+        [
+            _by_key(table, _fold_path(name, fold, "oof.parquet"), "pair_id", pairs)
+            for fold, table, pairs in zip(
+                folds, loaded["oof.parquet"], _validation_pairs(prepared, folds), strict=True
+            )
+        ],
+        ignore_index=True,
+    )
+    holdout = _mean_over_folds(name, folds, loaded["holdout.parquet"], prepared.holdout, "pair_id")
+    test = _mean_over_folds(name, folds, loaded["test.parquet"], prepared.test, "img_pair")
+    oof, holdout, test = fill_unscorable(prepared, oof, holdout, test)
     outputs = {
         paths.OOF_DIR / f"{name}.parquet": oof,
         paths.HOLDOUT_DIR / f"{name}.parquet": holdout,
@@ -234,6 +347,10 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
         with atomic_file(path, "wb") as fh:
             table.to_parquet(fh, index=False)
     metrics = member_metrics(name, params, prepared, oof, holdout)
+    metrics["unscorable_pairs"] = {
+        split: int((~table["scorable"]).sum())
+        for split, table in (("oof", oof), ("holdout", holdout), ("test", test))
+    }
     report_dir = paths.REPORTS_DIR / "members" / name
     write_json(report_dir / "metrics.json", metrics)
     write_json(report_dir / "timing.json", {"member": name, "folds": timings})
@@ -241,23 +358,98 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     return metrics
 
 
-def _mean_over_folds(tables: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
-    """The mean over fold models of each pair's probability, in the first table's row order."""
-    merged = tables[0][keys].copy()
-    merged["prob"] = np.mean([t["prob"].to_numpy() for t in tables], axis=0)
-    return merged
-
-
-def _check_coverage(name: str, predicted: pd.DataFrame, expected: pd.DataFrame, key: str) -> None:
-    missing = set(expected[key]) - set(predicted[key])
-    if missing or len(predicted) != len(expected):
+def check_fold_complete(name: str, fold: int, params: Params) -> None:
+    """Raise unless `fold<k>/` holds a finished fold of this member trained with its params."""
+    marker = fold_dir(name, fold) / COMPLETE_FILE
+    if not marker.is_file():
+        interrupted = partial_dir(name, fold).is_dir()
+        raise FileNotFoundError(
+            f"{marker}: fold {fold} of {name} has not been trained"
+            + (
+                f" (an interrupted run left {partial_dir(name, fold)}: run `kinship train "
+                f"--member {name} --fold {fold} --resume`)"
+                if interrupted
+                else f" (run `kinship train --member {name} --fold {fold}`)"
+            )
+        )
+    saved = json.loads(marker.read_text()).get("params", {})
+    ours = _plain(asdict(_member_params(params, name)))
+    changed = sorted(k for k in ours.keys() | saved.keys() if ours.get(k) != saved.get(k))
+    if changed:
         raise ValueError(
-            f"{name}: predictions cover {len(predicted)} of {len(expected)} {key}s "
-            f"({len(missing)} missing, e.g. {sorted(missing)[:1]}); retrain the stale folds"
+            f"{marker}: fold {fold} of {name} was trained with other params ({', '.join(changed)} "
+            f"differ from params.yaml members.{name}); retrain it"
         )
 
 
+def _member_params(params: Params, name: str):
+    return params.members[name] if name in params.members else params.frozen_members[name]
+
+
+def _fold_path(name: str, fold: int, key: str) -> Path:
+    return fold_dir(name, fold) / key
+
+
+def _validation_pairs(prepared: Prepared, folds: list[int]) -> list[pd.DataFrame]:
+    return [prepared.pairs[prepared.pairs["fold"] == f] for f in folds]
+
+
+def _by_key(table: pd.DataFrame, path: Path, key: str, expected: pd.DataFrame) -> pd.DataFrame:
+    """`expected`'s id columns with `table`'s predictions joined on `key` (row order is free);
+    a ValueError naming the file and the missing, unknown or duplicated keys otherwise."""
+    got = pd.Index(table[key])
+    missing = sorted(set(expected[key]) - set(got))
+    extra = sorted(set(got) - set(expected[key]))
+    duplicated = sorted(set(got[got.duplicated()]))
+    if missing or extra or duplicated:
+        raise ValueError(
+            f"{path}: {len(table)} rows for {len(expected)} expected {key}s: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unknown "
+            f"(e.g. {extra[:3]}), {len(duplicated)} duplicated (e.g. {duplicated[:3]}); "
+            "the fold was trained on other prepared pairs: retrain it"
+        )
+    ids = [key] if key == "img_pair" else [key, "fold"]
+    aligned = table.set_index(key).loc[expected[key]].reset_index()
+    joined = expected[ids].reset_index(drop=True)
+    if "fold" in ids and not (aligned["fold"].to_numpy() == joined["fold"].to_numpy()).all():
+        raise ValueError(f"{path}: pairs carry other folds than pairs.parquet; retrain the fold")
+    return joined.assign(
+        prob=aligned["prob"].to_numpy(dtype=np.float64),
+        scorable=aligned["scorable"].to_numpy(dtype=bool),
+    )
+
+
+def _mean_over_folds(
+    name: str, folds: list[int], tables: list[pd.DataFrame], expected: pd.DataFrame, key: str
+) -> pd.DataFrame:
+    """The mean over fold models of each pair's probability, joined on `key`, in `expected`'s
+    row order."""
+    target = "test.parquet" if key == "img_pair" else "holdout.parquet"
+    aligned = [
+        _by_key(t, _fold_path(name, f, target), key, expected)
+        for f, t in zip(folds, tables, strict=True)
+    ]
+    merged = aligned[0][aligned[0].columns.drop(["prob", "scorable"])]
+    merged["prob"] = np.mean([a["prob"].to_numpy() for a in aligned], axis=0)
+    merged["scorable"] = np.logical_and.reduce([a["scorable"].to_numpy() for a in aligned])
+    return merged
+
+
+def fill_unscorable(prepared: Prepared, oof, holdout, test):
+    """Give unscorable pairs an uninformed probability: the base rate of the scorable OOF pairs
+    (test pairs must all be in the submission; OOF and holdout rows keep `scorable` False so
+    that no score is computed on them)."""
+    labels = prepared.pairs.set_index("pair_id")["label"].loc[oof["pair_id"]].to_numpy()
+    base_rate = float(labels[oof["scorable"].to_numpy()].mean())
+    return [
+        t.assign(prob=np.where(t["scorable"], t["prob"], base_rate)) for t in (oof, holdout, test)
+    ]
+
+
 def member_metrics(name, params: Params, prepared: Prepared, oof, holdout) -> dict:
+    """Scores on the scorable pairs (both images readable)."""
+    oof = oof[oof["scorable"]].reset_index(drop=True)
+    holdout = holdout[holdout["scorable"]].reset_index(drop=True)
     family_of = dict(zip(prepared.images["image"], prepared.images["family"], strict=True))
     truth = prepared.pairs.set_index("pair_id")
     labels = truth["label"].loc[oof["pair_id"]].to_numpy()
@@ -294,8 +486,15 @@ never loads the frozen members' code, nor a frozen member's stage the image memb
 (tests/test_dvc_deps.py derives each stage's deps this way)."""
 
 
-def run_train(params: Params, name: str, fold: int | None = None, collect_only: bool = False):
-    """`kinship train`: all folds then collect; one fold; or collect alone."""
+def run_train(
+    params: Params,
+    name: str,
+    fold: int | None = None,
+    collect_only: bool = False,
+    resume: bool = False,
+):
+    """`kinship train`: all folds then collect; one fold; or collect alone. With `resume`,
+    finished folds are kept and an interrupted one continues from its last epoch."""
     if name not in params.all_members:
         from kinship.config import did_you_mean
 
@@ -303,15 +502,32 @@ def run_train(params: Params, name: str, fold: int | None = None, collect_only: 
             f"unknown member {name!r}{did_you_mean(name, params.all_members)}; "
             f"members in params.yaml: {', '.join(params.all_members)}"
         )
+    if resume and collect_only:
+        raise ValueError("--resume trains: it does not go with --collect")
     prepared = Prepared.load()
     folds = folds_of(prepared)
     if fold is not None and fold not in folds:
         raise ValueError(f"--fold {fold}: folds are {folds}")
     if not collect_only:
-        section = "frozen_members" if name in params.frozen_members else "members"
-        module_name, class_name = TRAINERS[section].split(":")
-        trainer = getattr(importlib.import_module(module_name), class_name)(name, params, prepared)
-        for k in [fold] if fold is not None else folds:
-            trainer.train_fold(k)
+        todo = [fold] if fold is not None else folds
+        if resume:
+            todo = [k for k in todo if not _finished(name, k, params)]
+        if todo:
+            section = "frozen_members" if name in params.frozen_members else "members"
+            module_name, class_name = TRAINERS[section].split(":")
+            trainer_class = getattr(importlib.import_module(module_name), class_name)
+            trainer = trainer_class(name, params, prepared)
+            for k in todo:
+                trainer.train_fold(k, resume=resume)
     if fold is None or collect_only:
         collect(name, params, prepared)
+
+
+def _finished(name: str, fold: int, params: Params) -> bool:
+    """A complete fold trained with these params (kept by `--resume`)."""
+    try:
+        check_fold_complete(name, fold, params)
+    except (FileNotFoundError, ValueError):
+        return False
+    log.info("%s fold %d: complete, kept", name, fold)
+    return True

@@ -8,21 +8,28 @@
 3. After each epoch the true ROC AUC on the inner slice's fixed pairs drives checkpoint choice,
    ReduceLROnPlateau and early stopping. The fold's validation pairs are predicted once, at the end,
    with the best checkpoint restored.
+4. With `FitCheckpoints`, each epoch ends by writing the loop's state atomically (`last/`: weights,
+   optimiser state, epoch, counters, random state; `best/` when the inner AUC improved), so an
+   interrupted fold can resume (`kinship train --member M --fold K --resume`).
 Prediction embeds each unique image once (mean with its mirror image under flip TTA) and averages
 score(a, b) and score(b, a).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kinship.augment import augment, flip_horizontal
+from kinship.io import atomic_dir, write_json
 from kinship.members.base import Member
 from kinship.members.params import GROUP_IMAGES, check_group_batch_size
 from kinship.metrics import auc
@@ -208,6 +215,59 @@ class Embedder:
         return (forward.astype(np.float64) + backward.astype(np.float64)) / 2
 
 
+@dataclass
+class LoopState:
+    """Where `fit` stands after an epoch: enough to continue from there."""
+
+    epoch: int = 0  # the next epoch to run
+    stale: int = 0  # epochs since the best inner AUC (early stopping)
+    plateau: int = 0  # epochs since the best or the last rate cut (ReduceLROnPlateau)
+    history: History = field(default_factory=History)
+
+
+class FitCheckpoints:
+    """One seed's training state on disk, so an interrupted fit can resume.
+
+    `last/` is rewritten atomically after every epoch: the member's training state (weights,
+    optimiser state, its framework's random state), the loop state and the sampler's random
+    state. `best/` holds the best weights so far (written after `last/` when the inner AUC
+    improved; when `last/` says the last epoch was the best, its own weights are the best).
+    """
+
+    LOOP_FILE = "loop.json"
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def save(self, member: Member, loop: LoopState, rng: np.random.Generator) -> None:
+        with atomic_dir(self.directory / "last") as tmp:
+            member.save_training_state(tmp)
+            state = {"loop": dataclasses.asdict(loop), "rng": rng.bit_generator.state}
+            write_json(tmp / self.LOOP_FILE, state)
+        if loop.history.best_epoch == loop.epoch - 1:
+            with atomic_dir(self.directory / "best") as tmp:
+                member.save(tmp)
+
+    def restore(self, member: Member, rng: np.random.Generator) -> tuple[LoopState, object] | None:
+        """Load the last state into `member` and `rng`; returns the loop state and the best
+        weights so far (None when no epoch was monitored yet), or None with nothing saved."""
+        last = self.directory / "last"
+        if not (last / self.LOOP_FILE).is_file():
+            return None
+        saved = json.loads((last / self.LOOP_FILE).read_text())
+        history = History(**saved["loop"].pop("history"))
+        loop = LoopState(**saved["loop"], history=history)
+        best_state = None
+        if 0 <= history.best_epoch < loop.epoch - 1:
+            member.load(self.directory / "best")
+            best_state = member.get_state()
+        member.load_training_state(last)
+        if history.best_epoch == loop.epoch - 1:
+            best_state = member.get_state()
+        rng.bit_generator.state = saved["rng"]
+        return loop, best_state
+
+
 def fit(
     member: Member,
     embedder: Embedder,
@@ -215,12 +275,22 @@ def fit(
     inner_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     rng: np.random.Generator,
     on_epoch: Callable[[dict], None] = lambda record: None,
+    checkpoints: FitCheckpoints | None = None,
+    resume: bool = False,
 ) -> History:
-    """Train for up to `epochs`; keep the state with the best inner AUC and restore it."""
+    """Train for up to `epochs`; keep the state with the best inner AUC and restore it. With
+    `checkpoints`, save the state after each epoch; with `resume` too, continue from it."""
     p = member.params
-    history, best_state, stale, plateau = History(), None, 0, 0
+    loop, best_state = LoopState(), None
+    if resume and checkpoints is not None:
+        restored = checkpoints.restore(member, rng)
+        if restored is not None:
+            loop, best_state = restored
+            log.info("%s: resuming after epoch %d", member.name, loop.epoch - 1)
+    history = loop.history
     rows1_inner, rows2_inner, labels_inner = inner_rows
-    for epoch in range(p.epochs):
+    while loop.epoch < p.epochs and not _stopped(loop, p):
+        epoch = loop.epoch
         # 1. one epoch of fresh pairs
         start, losses = time.perf_counter(), []
         for _ in range(p.steps_per_epoch):
@@ -242,21 +312,27 @@ def fit(
         history.epochs.append(record)
         on_epoch(record)
         # 3. checkpoint choice, ReduceLROnPlateau, early stopping (after the warm-up epochs)
-        if epoch < p.start_from_epoch:
-            continue
-        if inner_auc > history.best_inner_auc:
-            history.best_inner_auc, history.best_epoch = inner_auc, epoch
-            best_state, stale, plateau = member.get_state(), 0, 0
-            continue
-        stale, plateau = stale + 1, plateau + 1
-        if plateau >= p.lr_patience:
-            member.set_learning_rate(member.get_learning_rate() * p.lr_factor)
-            plateau = 0
-        if stale >= p.early_stopping_patience:
-            break
+        loop.epoch = epoch + 1
+        if epoch >= p.start_from_epoch:
+            if inner_auc > history.best_inner_auc:
+                history.best_inner_auc, history.best_epoch = inner_auc, epoch
+                best_state, loop.stale, loop.plateau = member.get_state(), 0, 0
+            else:
+                loop.stale, loop.plateau = loop.stale + 1, loop.plateau + 1
+                if loop.plateau >= p.lr_patience:
+                    member.set_learning_rate(member.get_learning_rate() * p.lr_factor)
+                    loop.plateau = 0
+        # 4. the state to resume from
+        if checkpoints is not None:
+            checkpoints.save(member, loop, rng)
     if best_state is not None:
         member.set_state(best_state)
     return history
+
+
+def _stopped(loop: LoopState, p) -> bool:
+    """Early stopping: `early_stopping_patience` monitored epochs without a better inner AUC."""
+    return loop.stale >= p.early_stopping_patience
 
 
 def _step(member, embedder, rows, partners, labels, rng) -> float:

@@ -1,9 +1,14 @@
 """The ensemble's inputs: the prepared pairs and every member's OOF, holdout and test predictions,
-checked against each other and aligned into pairs × members matrices."""
+checked against each other and aligned into pairs × members matrices.
+
+A member marks the pairs it could not score (an image unreadable) with `scorable` False. OOF and
+holdout pairs that any member could not score are left out of the matrices (the stacker neither
+fits nor is scored on them) and counted in `unscorable`; every test pair stays (the submission
+needs each row), with the members' uninformed values where they could not score it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,7 @@ class EnsembleInputs:
     holdout: np.ndarray
     test_pairs: pd.DataFrame  # img_pair (test_pairs.parquet order)
     test: np.ndarray
+    unscorable: dict[str, int] = field(default_factory=dict)  # pairs per split, any member
 
     @property
     def labels(self) -> np.ndarray:
@@ -58,14 +64,25 @@ def load_inputs(members: list[str], prepared: Path = paths.PREPARED_DIR) -> Ense
         oof.append(_member_probs(name, paths.OOF_DIR, "OOF", pairs, "pair_id", check_fold=True))
         holdout.append(_member_probs(name, paths.HOLDOUT_DIR, "holdout", holdout_pairs, "pair_id"))
         test.append(_member_probs(name, paths.TEST_PRED_DIR, "test", test_pairs, "img_pair"))
+    oof_ok, holdout_ok, test_ok = (
+        np.logical_and.reduce([s for _, s in split]) if split[0][1].size else np.ones(0, bool)
+        for split in (oof, holdout, test)
+    )
     return EnsembleInputs(
         list(members),
-        pairs,
-        np.column_stack(oof),
-        holdout_pairs,
-        np.column_stack(holdout) if len(holdout_pairs) else np.empty((0, len(members))),
+        pairs[oof_ok].reset_index(drop=True),
+        np.column_stack([p for p, _ in oof])[oof_ok],
+        holdout_pairs[holdout_ok].reset_index(drop=True),
+        np.column_stack([p for p, _ in holdout])[holdout_ok]
+        if len(holdout_pairs)
+        else np.empty((0, len(members))),
         test_pairs,
-        np.column_stack(test),
+        np.column_stack([p for p, _ in test]),
+        {
+            "oof": int((~oof_ok).sum()),
+            "holdout": int((~holdout_ok).sum()),
+            "test": int((~test_ok).sum()),
+        },
     )
 
 
@@ -99,8 +116,9 @@ def _with_family(pairs: pd.DataFrame, family_of: dict[str, str]) -> pd.DataFrame
 
 def _member_probs(
     name: str, directory: Path, what: str, expected: pd.DataFrame, key: str, check_fold=False
-) -> np.ndarray:
-    """The member's `prob` for every row of `expected`, in its order."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The member's `prob` and `scorable` flag (all True when the table has no such column)
+    for every row of `expected`, in its order."""
     path = directory / f"{name}.parquet"
     if not path.is_file():
         raise FileNotFoundError(
@@ -113,7 +131,7 @@ def _member_probs(
     if missing:
         raise ValueError(f"{path}: member {name!r}: missing columns {missing}")
     if not len(expected) and not len(table):
-        return np.empty(0)
+        return np.empty(0), np.ones(0, bool)
     aligned = table.iloc[_positions(name, what, path, table[key], expected[key])]
     if check_fold:
         _check_folds(name, path, aligned["fold"].to_numpy(), expected["fold"].to_numpy())
@@ -124,7 +142,9 @@ def _member_probs(
             f"{path}: member {name!r}: {int(bad.sum())} of {len(probs)} {what} probabilities "
             "are NaN or outside [0, 1]"
         )
-    return probs
+    if "scorable" not in aligned.columns:
+        return probs, np.ones(len(probs), bool)
+    return probs, aligned["scorable"].to_numpy(dtype=bool)
 
 
 def _positions(name, what, path, got: pd.Series, expected: pd.Series) -> np.ndarray:

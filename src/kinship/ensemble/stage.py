@@ -151,6 +151,7 @@ def ensemble_metrics(inputs, result: NestedResult, ep: EnsembleParams, tables, b
         "calibration": ep.calibration,
         "weights": weight_sets(result, ep, inputs.members),
         "bootstrap": {"unit": "family", "resamples": ep.bootstrap, "seed": ep.seed},
+        "unscorable_pairs": inputs.unscorable,
     }
     for split in ("oof", "holdout"):
         table = tables[split]

@@ -15,6 +15,7 @@ the report treat both alike.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict
@@ -25,15 +26,17 @@ from kinship.embed import Embeddings
 from kinship.frozen.features import image_features, pair_features
 from kinship.frozen.heads import create_head
 from kinship.io import atomic_dir, write_json
-from kinship.metrics import auc
 from kinship.pairs import training_pairs
 from kinship.params import Params
 from kinship.train_stage import (
     Prepared,
-    fold_dir,
+    finish_fold,
     fold_targets,
+    log_fold,
     member_key,
     member_seed,
+    partial_dir,
+    predict_targets,
     write_fold_predictions,
 )
 from kinship.training import split_fold
@@ -76,20 +79,23 @@ class FrozenTrainer:
             head.predict(pair_features(a, b, names)) + head.predict(pair_features(b, a, names))
         ) / 2
 
-    def train_fold(self, fold: int) -> None:
-        """Fit the head of every seed on one fold; write checkpoints, predictions and timing."""
+    def train_fold(self, fold: int, resume: bool = False) -> None:
+        """Fit the head of every seed on one fold; write checkpoints, predictions and timing,
+        then the completion marker. A head fits in seconds: `resume` refits the fold."""
+        if resume:
+            log.info("%s fold %d: a frozen member's heads refit from scratch", self.name, fold)
         prep, tp, fp = self.prepared, self.params, self.fp
         split = split_fold(
             prep.images, prep.people, prep.relationships, fold, tp.train.inner_fraction,
             tp.train.seed, tp.pairs.kin_pairs_per_relationship,
         )  # fmt: skip
-        inner = split.inner_pairs
+        inner = split.inner_pairs[prep.scorable(split.inner_pairs, self.bad)]
         inner_rows = prep.rows(inner["img1"]), prep.rows(inner["img2"])
         usable = prep.images[(prep.images["split"] == "train") & ~prep.images["row"].isin(self.bad)]
-        targets = fold_targets(prep, fold)
+        targets = fold_targets(prep, fold, self.bad)
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
-        with atomic_dir(fold_dir(self.name, fold)) as out:
+        with atomic_dir(partial_dir(self.name, fold)) as out:
             for seed in fp.seeds:
                 start = time.perf_counter()
                 entropy = [tp.train.seed, seed, fold, member_key(self.name)]
@@ -120,10 +126,9 @@ class FrozenTrainer:
                 write_json(seed_dir / "config.json", self._config())
                 train_seconds = time.perf_counter() - start
                 # 3. every target pair, symmetric
-                for key, table in targets.items():
-                    sums[key] += self.predict(
-                        head, prep.rows(table["img1"]), prep.rows(table["img2"])
-                    )
+                probs = predict_targets(prep, targets, functools.partial(self.predict, head))
+                for key, p in probs.items():
+                    sums[key] += p
                 log.info(
                     "%s fold %d seed %d: %d training pairs (%d kin), %s rounds, inner_auc %.4f, "
                     "%.1f s",
@@ -142,8 +147,8 @@ class FrozenTrainer:
                 )
             write_fold_predictions(out, targets, sums, len(fp.seeds))
             write_json(out / "timing.json", timing)
-        fold_auc = auc(targets["oof.parquet"]["label"], sums["oof.parquet"])
-        log.info("%s fold %d: validation auc %.4f", self.name, fold, fold_auc)
+        finish_fold(partial_dir(self.name, fold), self.name, fold, asdict(fp))
+        log_fold(self.name, fold, targets, sums)
 
     def _config(self) -> dict:
         return {"name": self.name, "class": type(self).__qualname__, "params": asdict(self.fp),

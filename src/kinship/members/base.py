@@ -116,6 +116,19 @@ class Member(abc.ABC):
     def load(self, directory: Path) -> None:
         """Load weights written by `save` into this built member; a config mismatch is an error."""
 
+    def save_training_state(self, directory: Path) -> None:
+        """Write what continues training where it stopped (`--resume`): the weights, the optimiser
+        state (moments, step count, learning rate) and the framework's random state."""
+        raise NotImplementedError(
+            f"member {self.name!r} ({type(self).__name__}) cannot save a resumable training state"
+        )
+
+    def load_training_state(self, directory: Path) -> None:
+        """Restore what `save_training_state` wrote into this built member."""
+        raise NotImplementedError(
+            f"member {self.name!r} ({type(self).__name__}) cannot resume training"
+        )
+
     def member_config(self) -> dict:
         """What rebuilds this model: registry name, class and params."""
         return {"name": self.name, "class": type(self).__qualname__, "params": asdict(self.params)}

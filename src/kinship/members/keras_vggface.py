@@ -15,14 +15,16 @@ new batch sizes do not retrace (or recompile under XLA on a GPU).
 
 `freeze` (pretrained weights only) makes the backbone non-trainable, which in Keras 3 also runs
 its BatchNorm in inference mode. `mixed_precision` builds the models under the `mixed_bfloat16`
-policy (set while building, then restored; on any device); pair features, logits, embeddings and
-probabilities stay float32. Only `keras.*` APIs: the members run on the TensorFlow and torch
-backends (`KERAS_BACKEND`).
+policy (set while building, then restored) when a GPU is present, as the torch members autocast
+only on CUDA; on CPU it is ignored (float32), and the log says which policy was chosen. Pair
+features, logits, embeddings and probabilities stay float32. Only `keras.*` APIs: the members run
+on the TensorFlow and torch backends (`KERAS_BACKEND`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from collections.abc import Iterator
@@ -34,7 +36,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from kinship.io import write_json
+from kinship.io import atomic_file, write_json
 from kinship.members import keras_head
 from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
 from kinship.members.params import MemberParams
@@ -45,7 +47,11 @@ from kinship.members.vggface_arch import (
 )
 from kinship.members.vggface_weights import load_vggface_weights
 
+log = logging.getLogger(__name__)
+
 WEIGHTS_FILE = "model.weights.h5"
+TRAINING_STATE_FILE = "training_state.weights.h5"
+SEED_STATE_FILE = "seed_states.npz"
 SCORE_BATCH = 4096
 
 
@@ -94,6 +100,7 @@ class KerasMember(Member):
         super().__init__(name, params)
         self._models: _Models | None = None
         self._pretrained_backbone: list[np.ndarray] | None = None
+        self._policy: str | None = None
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         return preprocess_input(images, self.ARCH)
@@ -106,6 +113,8 @@ class KerasMember(Member):
         return self._models
 
     def build(self) -> None:
+        self._policy = dtype_policy(self.params.mixed_precision)
+        log.info("%s: dtype policy %s", self.name, self._policy)
         with self._dtype_policy():
             backbone = self._new_backbone()
             if self.params.weights_path is not None:
@@ -149,10 +158,9 @@ class KerasMember(Member):
 
     @contextlib.contextmanager
     def _dtype_policy(self) -> Iterator[None]:
-        """Models built inside use `mixed_bfloat16` when params.mixed_precision is set."""
+        """Models built inside use the policy chosen at build (`dtype_policy`)."""
         previous = keras.config.dtype_policy()
-        policy = "mixed_bfloat16" if self.params.mixed_precision else "float32"
-        keras.config.set_dtype_policy(policy)
+        keras.config.set_dtype_policy(self._policy or "float32")
         try:
             yield
         finally:
@@ -216,6 +224,40 @@ class KerasMember(Member):
             raise FileNotFoundError(f"{path}: checkpoint weights not found (written by save)")
         keras.saving.load_weights(self.models.siamese, path, objects_to_skip=self._optimizers())
 
+    def save_training_state(self, directory: Path) -> None:
+        """The weights with both optimisers' variables (moments, iterations, learning rate), and
+        the dropout layers' seed states (which Keras leaves out of weight files)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".partial.{TRAINING_STATE_FILE}"
+        try:
+            keras.saving.save_weights(self.models.siamese, partial)
+            os.replace(partial, directory / TRAINING_STATE_FILE)
+        finally:
+            partial.unlink(missing_ok=True)
+        # by position: seed generators are numbered per process, so their paths differ
+        seeds = {f"s{i}": ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
+        with atomic_file(directory / SEED_STATE_FILE, "wb") as fh:
+            np.savez(fh, **seeds)
+        write_json(directory / CONFIG_FILE, self.member_config())
+
+    def load_training_state(self, directory: Path) -> None:
+        directory = Path(directory)
+        self.check_checkpoint_config(directory / CONFIG_FILE)
+        path = directory / TRAINING_STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training state not found (written each epoch)")
+        keras.saving.load_weights(self.models.siamese, path)
+        with np.load(directory / SEED_STATE_FILE) as seeds:
+            states = self._seed_states()
+            if len(seeds.files) != len(states):
+                raise ValueError(f"{directory}: {len(seeds.files)} seed states for {len(states)}")
+            for i, variable in enumerate(states):
+                variable.assign(seeds[f"s{i}"])
+
+    def _seed_states(self) -> list:
+        return [v for v in self.models.siamese.variables if "seed_generator_state" in v.path]
+
     def _optimizers(self) -> list[keras.optimizers.Optimizer]:
         """Left out of checkpoints (as in the torch members): a fold's best state is the model."""
         return [self.models.siamese.optimizer, self.models.group_head.optimizer]
@@ -237,6 +279,30 @@ class VggFaceSeNet50Member(KerasMember):
     """vggface_senet50: VGGFace2 SENet50 (preprocessing v2)."""
 
     ARCH = "senet50"
+
+
+def dtype_policy(mixed_precision: bool) -> str:
+    """`mixed_bfloat16` when mixed precision is asked for and a GPU is present, else `float32`
+    (bfloat16 on CPU is slower than float32 on most CPUs, and the README says it is ignored)."""
+    return "mixed_bfloat16" if mixed_precision and has_gpu() else "float32"
+
+
+def has_gpu() -> bool:
+    """Whether the Keras backend sees a GPU."""
+    backend = keras.config.backend()
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    return False
 
 
 def _group_head(head: keras.Model, embedding_dim: int) -> keras.Model:

@@ -31,6 +31,7 @@ from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
 from kinship.members.params import MemberParams
 
 MODEL_FILE = "model.pt"
+TRAINING_STATE_FILE = "training_state.pt"
 SCORE_BATCH = 8192
 
 
@@ -235,3 +236,28 @@ class TorchMember(Member):
             raise FileNotFoundError(f"{path}: checkpoint weights not found (written by save)")
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.net.load_state_dict(state)
+
+    def save_training_state(self, directory: Path) -> None:
+        """Weights, Adam's state (moments, step, learning rate) and torch's random state."""
+        state = {
+            "net": {key: value.detach().cpu() for key, value in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+        with atomic_file(Path(directory) / TRAINING_STATE_FILE, "wb") as fh:
+            torch.save(state, fh)
+        write_json(Path(directory) / CONFIG_FILE, self.member_config())
+
+    def load_training_state(self, directory: Path) -> None:
+        directory = Path(directory)
+        self.check_checkpoint_config(directory / CONFIG_FILE)
+        path = directory / TRAINING_STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training state not found (written each epoch)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class MemberInfo:
     train_seconds: float
     folds: int
     seeds: int
+    unscorable: dict[str, int] = field(default_factory=dict)  # pairs with an unreadable image
 
 
 @dataclass
@@ -150,6 +151,7 @@ def member_info(name: str) -> MemberInfo:
         train_seconds=seconds,
         folds=len(folds),
         seeds=max(len(runs) for runs in seeds),
+        unscorable=dict(metrics.get("unscorable_pairs", {})),
     )
 
 

@@ -53,9 +53,29 @@ def scores(inputs: ReportInputs, content: ReportContent) -> str:
         f"({inputs.ensemble.get('bootstrap', {}).get('resamples', '?')} resamples). "
         "The best threshold and its accuracy are chosen on the same pairs (optimistic). "
         f"✓ marks the method chosen for the test-time ensemble ({chosen})."
+        + unscorable_note(inputs)
     )
     table = h.table(headers, rows, "scores-table", text_columns=(0, 1, 10, 11))
     return h.section("scores", "Members and methods", table, note=note)
+
+
+def unscorable_note(inputs: ReportInputs) -> str:
+    """Pairs left out because an image is unreadable, per member and for the ensemble (any
+    member's); empty when there are none."""
+    counts = {n: m.unscorable for n, m in inputs.members.items()}
+    counts["ensemble"] = inputs.ensemble.get("unscorable_pairs", {})
+    parts = [
+        f"{name} {c.get('oof', 0)} validation, {c.get('holdout', 0)} holdout, "
+        f"{c.get('test', 0)} test"
+        for name, c in counts.items()
+        if any(c.values())
+    ]
+    if not parts:
+        return ""
+    return (
+        " Pairs with an unreadable image are left out of these scores (a member gives the test "
+        f"pairs it cannot score its OOF base rate): {'; '.join(parts)}."
+    )
 
 
 def _member_cells(member) -> list[str]:
