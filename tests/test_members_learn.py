@@ -43,8 +43,11 @@ SEED = 0
 THIN = 0.25
 STEPS = 30
 LAST = 3  # steps averaged for the final loss
-LOSS_RATIO = 0.6
+LOSS_RATIO = 0.8
 MIN_AUC = 0.8
+# Measured over seeds 0-4 (2 CPU threads): the last/first loss ratio is at most 0.6 (VGG16 end to
+# end; the others 0.3 or less) against exactly 1 for a dead member (no dropout, one fixed batch);
+# the held-out AUC is at least 0.87 (FaceNet end to end), and 0 or near it with a sign error.
 TRAIN_FAMILIES, HELD_OUT_FAMILIES, PER_FAMILY = 4, 8, 4
 NOISE = 20.0  # pixel noise (sd, in uint8 levels) over each family's colour
 LR = 1e-3
