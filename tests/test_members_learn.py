@@ -31,9 +31,9 @@ from kinship.embed import Embeddings
 from kinship.frozen.features import image_features, pair_features
 from kinship.frozen.heads import HEADS, create_head
 from kinship.frozen.params import FROZEN_MODELS, FrozenMemberParams, LgbmHeadParams
+from kinship.members.params import PAIR_FEATURES, HeadParams, MemberParams
 from kinship.members.registry import LIMITS, MODELS, create_member
 from kinship.metrics import auc
-from kinship.params import PAIR_FEATURES, HeadParams, MemberParams
 from kinship.training import Embedder
 
 # Keras 3.15 turns tensors into numpy with np.array(tensor), which numpy 2.4 warns about
