@@ -2,7 +2,9 @@
 fold), or one fold alone (`kinship train --member M --fold K`) collected later (`--collect`).
 
 Per fold, `models/<member>/fold<k>/` receives one checkpoint per seed (with its config), the fold's
-predictions and its timing; `collect` merges them into the pipeline's tables and reports.
+predictions and its timing, and last its completion marker (`kinship.fold_files`: how a fold
+trains in `fold<k>.partial/` and resumes); `collect` joins complete folds' predictions on their
+keys into the pipeline's tables and reports. Pairs with an unreadable image are never scored.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ import pandas as pd
 
 from kinship import paths
 from kinship.cache import load_cache
-from kinship.io import atomic_file, replace_dir, write_json
+from kinship.fold_files import (
+    PROGRESS_DIR,
+    add_seed,
+    check_fold_complete,
+    finish_fold,
+    fold_dir,
+    save_seed,
+    seed_done,
+    start_fold,
+)
+from kinship.io import atomic_file, write_json
 from kinship.metrics import auc, by_kind, pair_families, score_summary
 from kinship.params import Params
 
@@ -76,10 +88,6 @@ class Prepared:
         """Cache rows of each person's readable images."""
         train = self.images[(self.images["split"] == "train") & ~self.images["row"].isin(bad_rows)]
         return {p: g.to_numpy() for p, g in train.groupby("person")["row"]}
-
-
-def fold_dir(name: str, fold: int) -> Path:
-    return paths.MODELS_DIR / name / f"fold{fold}"
 
 
 def bad_rows(size: int) -> set[int]:
@@ -140,11 +148,11 @@ class MemberTrainer:
         progress = work / PROGRESS_DIR
         with self._live(fold, resume) as live:
             for seed in self.mp.seeds:
-                done = _seed_done(progress, seed)
+                done = seed_done(progress, seed)
                 if done is not None:  # finished before the interruption
                     log.info("%s fold %d seed %d: kept from the interrupted run", self.name, fold,
                              seed)  # fmt: skip
-                    _add_seed(sums, timing, *done)
+                    add_seed(sums, timing, *done)
                     continue
                 start = time.perf_counter()
                 entropy = [tp.train.seed, seed, fold, member_key(self.name)]
@@ -170,8 +178,8 @@ class MemberTrainer:
                     "predict_seconds": round(time.perf_counter() - predict_start, 2),
                     "total_seconds": round(time.perf_counter() - start, 2),
                 }
-                _save_seed(progress, seed, probs, entry)
-                _add_seed(sums, timing, probs, entry)
+                save_seed(progress, seed, probs, entry)
+                add_seed(sums, timing, probs, entry)
         shutil.rmtree(progress)
         write_fold_predictions(work, targets, sums, len(self.mp.seeds))
         write_json(work / "timing.json", timing)
@@ -198,66 +206,6 @@ class MemberTrainer:
         live.step = record["epoch"]
         for key in ("loss", "inner_auc", "lr"):
             live.log_metric(f"seed{seed}/{key}", record[key])
-
-
-PROGRESS_DIR = "progress"
-"""Inside `fold<k>.partial/`: each finished seed's predictions and timing, and the running seed's
-resumable training state (`seed<s>.train/`, see `kinship.training.FitCheckpoints`)."""
-COMPLETE_FILE = "complete.json"
-"""Written last into a fold's folder: `collect` takes only folds that have it."""
-
-
-def partial_dir(name: str, fold: int) -> Path:
-    """Where a fold trains until it is complete (left behind, for `--resume`, when killed)."""
-    return paths.MODELS_DIR / name / f"fold{fold}.partial"
-
-
-def start_fold(name: str, fold: int, resume: bool) -> Path:
-    """The fold's working folder: emptied for a fresh run, kept with `resume`."""
-    work = partial_dir(name, fold)
-    if resume and (work / COMPLETE_FILE).is_file():  # interrupted while being put in place
-        return work
-    if not resume:
-        shutil.rmtree(work, ignore_errors=True)
-    elif not work.is_dir():
-        log.info("%s fold %d: nothing to resume (%s is absent): from scratch", name, fold, work)
-    (work / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
-    return work
-
-
-def finish_fold(work: Path, name: str, fold: int, member_params: dict) -> None:
-    """Write the completion marker last, then put the finished folder in place of `fold<k>/`."""
-    write_json(
-        work / COMPLETE_FILE, {"member": name, "fold": fold, "params": _plain(member_params)}
-    )
-    replace_dir(work, fold_dir(name, fold))
-
-
-def _plain(value: dict) -> dict:
-    """`value` as JSON reads it back (tuples become lists), for comparing params."""
-    return json.loads(json.dumps(value))
-
-
-def _save_seed(progress: Path, seed: int, probs: dict, entry: dict) -> None:
-    with atomic_file(progress / f"seed{seed}.npz", "wb") as fh:
-        np.savez(fh, **{key.removesuffix(".parquet"): p for key, p in probs.items()})
-    write_json(progress / f"seed{seed}.json", entry)  # last: the seed is done
-    shutil.rmtree(progress / f"seed{seed}.train", ignore_errors=True)
-
-
-def _seed_done(progress: Path, seed: int) -> tuple[dict, dict] | None:
-    entry_file = progress / f"seed{seed}.json"
-    if not entry_file.is_file():
-        return None
-    with np.load(progress / f"seed{seed}.npz") as saved:
-        probs = {f"{key}.parquet": saved[key] for key in saved.files}
-    return probs, json.loads(entry_file.read_text())
-
-
-def _add_seed(sums: dict, timing: dict, probs: dict, entry: dict) -> None:
-    for key in sums:
-        sums[key] += probs[key]
-    timing["seeds"].append(entry)
 
 
 def fold_targets(prepared: Prepared, fold: int, bad_rows: set[int]) -> dict[str, pd.DataFrame]:
@@ -356,34 +304,6 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     write_json(report_dir / "timing.json", {"member": name, "folds": timings})
     log.info("%s: OOF auc %.4f %s", name, metrics["oof"]["auc"], metrics["oof"]["auc_ci95"])
     return metrics
-
-
-def check_fold_complete(name: str, fold: int, params: Params) -> None:
-    """Raise unless `fold<k>/` holds a finished fold of this member trained with its params."""
-    marker = fold_dir(name, fold) / COMPLETE_FILE
-    if not marker.is_file():
-        interrupted = partial_dir(name, fold).is_dir()
-        raise FileNotFoundError(
-            f"{marker}: fold {fold} of {name} has not been trained"
-            + (
-                f" (an interrupted run left {partial_dir(name, fold)}: run `kinship train "
-                f"--member {name} --fold {fold} --resume`)"
-                if interrupted
-                else f" (run `kinship train --member {name} --fold {fold}`)"
-            )
-        )
-    saved = json.loads(marker.read_text()).get("params", {})
-    ours = _plain(asdict(_member_params(params, name)))
-    changed = sorted(k for k in ours.keys() | saved.keys() if ours.get(k) != saved.get(k))
-    if changed:
-        raise ValueError(
-            f"{marker}: fold {fold} of {name} was trained with other params ({', '.join(changed)} "
-            f"differ from params.yaml members.{name}); retrain it"
-        )
-
-
-def _member_params(params: Params, name: str):
-    return params.members[name] if name in params.members else params.frozen_members[name]
 
 
 def _fold_path(name: str, fold: int, key: str) -> Path:

@@ -23,6 +23,7 @@ from dataclasses import asdict
 import numpy as np
 
 from kinship.embed import Embeddings
+from kinship.fold_files import finish_fold, partial_dir
 from kinship.frozen.features import image_features, pair_features
 from kinship.frozen.heads import create_head
 from kinship.io import atomic_dir, write_json
@@ -30,12 +31,10 @@ from kinship.pairs import training_pairs
 from kinship.params import Params
 from kinship.train_stage import (
     Prepared,
-    finish_fold,
     fold_targets,
     log_fold,
     member_key,
     member_seed,
-    partial_dir,
     predict_targets,
     write_fold_predictions,
 )
