@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from kinship.ensemble.methods import Mean, Rank, Weighted, WeightSearch, make_blender, rank_auc
+from kinship.ensemble.methods import Mean, Rank, Weighted, WeightSearch, make_blender
 from kinship.ensemble.nested import Recipe, Rows, choose
 from kinship.ensemble.stage import run_ensemble
 from kinship.ensemble.submission import validate_submission, write_submission
@@ -168,7 +168,7 @@ def _rows_and_scores(lift: float) -> tuple[Rows, dict[str, np.ndarray]]:
 @pytest.mark.parametrize(("lift", "one_se_choice"), [(0.0, "mean"), (0.4, "stack_lgbm")])
 def test_one_se_rule_prefers_the_simpler_method_only_within_noise(lift, one_se_choice):
     rows, scores = _rows_and_scores(lift)
-    cv_auc = {m: rank_auc(rows.y, s) for m, s in scores.items()}
+    cv_auc = {m: auc(rows.y, s) for m, s in scores.items()}
     # the later method is ahead: by chance (< 0.01), or by a lift (> 0.05)
     assert 0 < cv_auc["stack_lgbm"] - cv_auc["mean"] < 0.01 or lift
     assert cv_auc["stack_lgbm"] - cv_auc["mean"] > 0.05 or not lift
@@ -215,8 +215,7 @@ def test_weight_search_stacking_and_min_auc_are_nested(work):
     # the data can catch a leak: fitted and scored on the same rows, selection looks excellent
     for method in ("weight_search", "stack_logistic"):
         assert (
-            rank_auc(y, make_blender(method, params.ensemble, list(members)).fit(X, y).predict(X))
-            > 0.8
+            auc(y, make_blender(method, params.ensemble, list(members)).fit(X, y).predict(X)) > 0.8
         )
     without_filter = params_for(members, methods=["mean"])
     assert run_ensemble(without_filter)["oof"]["methods"]["mean"]["auc"] > 0.8  # all kept: good
@@ -407,13 +406,13 @@ def test_weighted_with_equal_weights_is_the_mean_and_one_hot_is_the_member(X, w)
 
 
 @given(probabilities, st.integers(0, 2**16))
-def test_rank_auc_is_sklearns_roc_auc(X, seed):
+def test_auc_is_sklearns_roc_auc(X, seed):
     from sklearn.metrics import roc_auc_score
 
     y = np.random.default_rng(seed).integers(0, 2, len(X))
     y[:2] = [0, 1]
     for column in np.round(X, 1).T:  # with ties
-        assert rank_auc(y, column) == pytest.approx(roc_auc_score(y, column), abs=1e-12)
+        assert auc(y, column) == pytest.approx(roc_auc_score(y, column), abs=1e-12)
 
 
 @given(probabilities)
@@ -432,8 +431,8 @@ def test_searched_weights_lie_on_the_simplex_and_never_lose_to_the_best_member(X
     search = WeightSearch(steps=8).fit(X, y)
     weights = search.weights / search.weights.sum()
     assert (weights >= 0).all() and weights.sum() == pytest.approx(1)
-    best = max(rank_auc(y, c) for c in X.T)
-    assert rank_auc(y, search.predict(X)) >= best - 1e-12
+    best = max(auc(y, c) for c in X.T)
+    assert auc(y, search.predict(X)) >= best - 1e-12
 
 
 def _reference_bootstrap(labels, scores, groups, seed, n_boot):

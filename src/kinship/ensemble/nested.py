@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinship.ensemble.calibration import make_calibrator
-from kinship.ensemble.methods import Blender, rank_auc
-from kinship.metrics import family_bootstrap_aucs
+from kinship.ensemble.methods import Blender
+from kinship.metrics import auc, family_bootstrap_aucs
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def select(recipe: Recipe, rows: Rows, cv_scores: dict[str, np.ndarray] | None =
     when given, are the methods' out-of-fold scores on these rows (else computed here)."""
     if cv_scores is None:
         cv_scores = {m: cross_val_scores(recipe.make, m, rows) for m in recipe.methods}
-    cv_auc = {m: rank_auc(rows.y, cv_scores[m]) for m in recipe.methods}
+    cv_auc = {m: auc(rows.y, cv_scores[m]) for m in recipe.methods}
     chosen = recipe.fixed or choose(recipe, rows, cv_scores, cv_auc)
     blenders = {m: recipe.make(m).fit(rows.X, rows.y) for m in recipe.methods}
     calibrator = make_calibrator(recipe.calibration).fit(cv_scores[chosen], rows.y)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from kinship.ensemble.calibration import brier
-from kinship.ensemble.methods import rank_auc
 from kinship.metrics import auc, family_bootstrap_aucs, paired_bootstrap_gain
 
 
@@ -29,7 +28,7 @@ def side_by_side(
         entry = {"auc": _r(auc(labels, columns[name])), "auc_ci95": _interval(boots[:, j])}
         if folds is not None:
             per_fold = [
-                rank_auc(labels[folds == f], columns[name][folds == f]) for f in np.unique(folds)
+                auc(labels[folds == f], columns[name][folds == f]) for f in np.unique(folds)
             ]
             entry["fold_auc_mean"] = _r(np.nanmean(per_fold))
             entry["fold_auc_std"] = _r(np.nanstd(per_fold))

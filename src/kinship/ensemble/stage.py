@@ -11,12 +11,12 @@ import pandas as pd
 
 from kinship import paths
 from kinship.ensemble.inputs import METHOD_PREFIX, EnsembleInputs, load_inputs
-from kinship.ensemble.methods import make_blender, rank_auc, user_weights
+from kinship.ensemble.methods import make_blender, user_weights
 from kinship.ensemble.nested import NestedResult, Recipe, Rows, nested
 from kinship.ensemble.scores import split_report
 from kinship.ensemble.submission import build_submission, read_sample, write_submission
 from kinship.io import atomic_dir, atomic_file, write_json
-from kinship.metrics import by_kind
+from kinship.metrics import auc, by_kind
 from kinship.params import EnsembleParams, Params
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,7 @@ def _run(params: Params) -> dict:
 
 def check_min_auc(inputs: EnsembleInputs, ep: EnsembleParams) -> dict[str, float]:
     """Each member's OOF AUC; an error naming the best one when all are below `min_auc`."""
-    member_auc = {
-        n: rank_auc(inputs.labels, inputs.oof[:, j]) for j, n in enumerate(inputs.members)
-    }
+    member_auc = {n: auc(inputs.labels, inputs.oof[:, j]) for j, n in enumerate(inputs.members)}
     for name, value in member_auc.items():
         log.info("ensemble: member %s OOF auc %.4f", name, value)
     best = max(member_auc, key=lambda n: np.nan_to_num(member_auc[n], nan=-1.0))

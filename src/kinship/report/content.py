@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kinship.fiw import TEST_LABELS_FILE
+from kinship.metrics import auc
 from kinship.report import numbers
 from kinship.report.inputs import (
     ENSEMBLE_COLUMN,
@@ -94,7 +95,7 @@ def compute(inputs: ReportInputs, data_root: Path) -> ReportContent:
 
 def roc_curve(labels: np.ndarray, scores) -> tuple[np.ndarray, np.ndarray, float]:
     """The curve thinned for drawing (≤ 500 points), and the AUC of the full curve."""
-    return (*numbers.thin(*numbers.roc_points(labels, scores)), numbers.auc(labels, scores))
+    return (*numbers.thin(*numbers.roc_points(labels, scores)), auc(labels, scores))
 
 
 def reliability_curves(inputs: ReportInputs, labels: np.ndarray) -> dict[str, pd.DataFrame]:
