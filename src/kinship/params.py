@@ -315,7 +315,8 @@ class EnsembleParams:
     """`auto` (chosen by OOF AUC inside a nested cross-validation) or one of `methods`."""
     auto_rule: Literal["one_se", "best"] = "one_se"
     """How `auto` chooses: the simplest method (first in `methods`) within one standard error
-    of the best AUC, or the best AUC."""
+    of the best AUC, that error being the family bootstrap's spread of the paired difference
+    (best − method, on the same resamples); or the best AUC."""
     weights: dict[str, float] = field(default_factory=dict)
     """Member -> weight for `weighted` (>= 0, not all 0); unlisted members weigh 0; {} = equal."""
     min_auc: float = 0.0
