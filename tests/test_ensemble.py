@@ -236,7 +236,7 @@ def test_weight_search_stacking_and_min_auc_are_nested(work):
         assert f"fold{k}_expert" not in metrics["nested_members"][f"fold{k}"]
     for method in ("mean", "weight_search", "stack_logistic"):
         assert metrics["oof"]["methods"][method]["auc"] < 0.65, method
-    assert metrics["oof"]["selected"]["auc"] < 0.65
+    assert metrics["oof"]["ensemble"]["auc"] < 0.65
 
 
 def test_min_auc_drops_weak_members_and_all_below_names_the_best(work):
@@ -261,6 +261,31 @@ def test_weights_all_dropped_by_min_auc_is_an_error_naming_the_key(work):
 
 
 # --- calibration -------------------------------------------------------------------------------
+
+
+def _steep_on_fold_zero(labels, folds, rng):
+    """A member whose score says much more on fold 0 than on the others: the outer folds'
+    calibrators, each fitted on the other folds, differ in slope."""
+    strength = np.where(folds == 0, 3.0, 0.4)
+    return 1 / (1 + np.exp(-(strength * (2 * labels - 1) + rng.normal(size=len(labels)))))
+
+
+def test_ensemble_auc_and_gain_are_the_raw_scores_pooled_calibrators_would_reorder(work):
+    members = {"steep": _steep_on_fold_zero, "weak": signal(0.3)}
+    fabricate(work, members)
+    metrics = run_ensemble(params_for(members, methods=["mean"]))
+    oof = _oof()
+    y, raw, prob = oof["label"], oof["ensemble_selected"], oof["ensemble_prob"]
+    assert abs(auc(y, prob) - auc(y, raw)) > 0.005  # the per-fold calibrators do reorder
+    ensemble = metrics["oof"]["ensemble"]
+    assert ensemble["auc"] == pytest.approx(auc(y, raw), abs=1e-6)
+    assert ensemble["calibrated_auc"] == pytest.approx(auc(y, prob), abs=1e-6)
+    gain = metrics["oof"]["gain_over_best_member"]
+    assert gain["auc_gain"] == pytest.approx(auc(y, raw) - auc(y, oof["steep"]), abs=1e-6)
+    # the test-time map is one calibrator: it keeps the ranking of the raw score
+    test = pd.read_parquet("reports/ensemble/test.parquet")
+    order = np.argsort(test["ensemble_selected"].to_numpy(), kind="stable")
+    assert np.all(np.diff(test["ensemble_prob"].to_numpy()[order]) >= 0)
 
 
 @pytest.mark.parametrize("calibration", ["platt", "isotonic"])
@@ -482,4 +507,4 @@ def test_two_folds_cross_validate_inside_on_family_halves(work):
     fabricate(work, SIX, k=2)
     metrics = run_ensemble(params_for(SIX, methods=["mean", "weight_search", "stack_logistic"]))
     assert set(metrics["nested_choices"]) == {"fold0", "fold1"}
-    assert metrics["oof"]["selected"]["auc"] > metrics["oof"]["members"]["medium"]["auc"]
+    assert metrics["oof"]["ensemble"]["auc"] > metrics["oof"]["members"]["medium"]["auc"]

@@ -67,3 +67,10 @@ def make_calibrator(kind: str) -> Platt | Isotonic:
 def brier(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean squared error of probabilities against 0/1 labels (lower is better)."""
     return float(np.mean((np.asarray(probs, dtype=float) - np.asarray(labels)) ** 2))
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean negative log-likelihood of 0/1 labels, probabilities clipped to [1e-15, 1 − 1e-15]."""
+    p = np.clip(np.asarray(probs, dtype=float), 1e-15, 1 - 1e-15)
+    y = np.asarray(labels) == 1
+    return float(-np.mean(np.where(y, np.log(p), np.log1p(-p))))

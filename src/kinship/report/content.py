@@ -25,7 +25,8 @@ score, 0.5 is the accuracy-optimal threshold, and it is chosen without looking a
 
 @dataclass(frozen=True)
 class Scored:
-    """One row of the scores table: a member, a method or the calibrated ensemble."""
+    """One row of the scores table: a member, a method or the ensemble (its AUC is the raw chosen
+    score's, its accuracies the calibrated probability's)."""
 
     key: str  # data-row: member:NAME, method:NAME or ensemble
     name: str
@@ -57,7 +58,7 @@ class ReportContent:
 def score_rows(inputs: ReportInputs) -> list[Scored]:
     rows = [Scored(f"member:{n}", n, "member", n) for n in inputs.member_names]
     rows += [Scored(f"method:{m}", m, "method", METHOD_PREFIX + m) for m in inputs.methods]
-    rows.append(Scored("ensemble", "ensemble (calibrated)", "ensemble", ENSEMBLE_COLUMN))
+    rows.append(Scored("ensemble", "ensemble", "ensemble", ENSEMBLE_COLUMN))
     return rows
 
 
@@ -68,7 +69,8 @@ def compute(inputs: ReportInputs, data_root: Path) -> ReportContent:
     probs = oof[ENSEMBLE_COLUMN].to_numpy(dtype=float)
     ensemble_curve = f"ensemble ({inputs.ensemble.get('chosen_method', 'chosen')})"
     curves = {n: oof[n].to_numpy(dtype=float) for n in inputs.member_names}
-    curves[ensemble_curve] = probs
+    # ranking on the raw chosen score: pooled per-fold calibrators reorder pairs across folds
+    curves[ensemble_curve] = oof[SELECTED_COLUMN].to_numpy(dtype=float)
     counts = numbers.confusion(labels, probs, THRESHOLD)
     labels_path = Path(data_root) / TEST_LABELS_FILE
     return ReportContent(
