@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from kinship import paths
+from kinship.ensemble.calibration import Platt, brier
 from kinship.ensemble.methods import Mean, Rank, Weighted, WeightSearch, make_blender
 from kinship.ensemble.nested import Recipe, Rows, choose
 from kinship.ensemble.stage import run_ensemble
@@ -286,6 +289,42 @@ def test_ensemble_auc_and_gain_are_the_raw_scores_pooled_calibrators_would_reord
     test = pd.read_parquet("reports/ensemble/test.parquet")
     order = np.argsort(test["ensemble_selected"].to_numpy(), kind="stable")
     assert np.all(np.diff(test["ensemble_prob"].to_numpy()[order]) >= 0)
+
+
+def _fold_model_or_mean(strength: float) -> Callable:
+    """OOF scores from one fold model each; outside the folds (holdout, fold −1) the mean of the
+    fold models: the same signal, less spread (a third of the scale)."""
+
+    def member(labels, folds, rng):
+        scale = np.where(folds < 0, 1 / 3, 1.0)
+        logits = strength * (2 * labels - 1) + rng.normal(size=len(labels))
+        return 1 / (1 + np.exp(-scale * logits))
+
+    return member
+
+
+def test_with_a_holdout_the_test_calibrator_is_fitted_on_fold_averaged_scores(work):
+    members = {"a": _fold_model_or_mean(1.2), "b": _fold_model_or_mean(0.8)}
+    fab = fabricate(work, members, holdout_families=30, n_test=600)
+    rng = np.random.default_rng(7)
+    for name, member in members.items():  # the test pairs' scores are fold means too
+        probs = member(fab.test_labels, np.full(len(fab.test_labels), -1), rng)
+        fab.test_pairs[["img_pair"]].assign(prob=probs).to_parquet(
+            work / paths.TEST_PRED_DIR / f"{name}.parquet", index=False
+        )
+    metrics = run_ensemble(params_for(members, methods=["mean"]))
+    assert metrics["calibrated_on"] == "holdout"
+    test = pd.read_parquet("reports/ensemble/test.parquet")
+    oof = _oof()
+    from_oof = Platt().fit(oof["ensemble_mean"], oof["label"]).predict(test["ensemble_selected"])
+    y = fab.test_labels
+    assert brier(y, test["ensemble_prob"]) < brier(y, from_oof) - 0.01
+    # the holdout's own probabilities come from calibrators fitted on its other family half
+    holdout = pd.read_parquet("reports/ensemble/holdout.parquet")
+    model = pickle.loads(Path("models/ensemble/ensemble.pkl").read_bytes())
+    in_sample = model["calibrator"].predict(holdout["ensemble_selected"].to_numpy())
+    assert not np.allclose(holdout["ensemble_prob"], in_sample)
+    assert metrics["holdout"]["brier"]["calibrated"] < metrics["holdout"]["brier"]["raw"]
 
 
 @pytest.mark.parametrize("calibration", ["platt", "isotonic"])

@@ -17,12 +17,14 @@ class Platt:
     def fit(self, scores: np.ndarray, labels: np.ndarray) -> Platt:
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(C=1e4, max_iter=1000).fit(logit(scores)[:, None], labels)
+        z = logit(np.asarray(scores, dtype=float))[:, None]
+        model = LogisticRegression(C=1e4, max_iter=1000).fit(z, labels)
         self.slope_, self.intercept_ = float(model.coef_[0, 0]), float(model.intercept_[0])
         return self
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
-        return 1 / (1 + np.exp(-(self.slope_ * logit(scores) + self.intercept_)))
+        z = logit(np.asarray(scores, dtype=float))
+        return 1 / (1 + np.exp(-(self.slope_ * z + self.intercept_)))
 
     def describe(self) -> dict:
         return {

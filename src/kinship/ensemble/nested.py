@@ -5,7 +5,8 @@ those rows' folds, choose the best (or the fixed method), refit every method on 
 fit the calibrator on the chosen method's cross-validated scores. `nested` runs `select` once per
 outer fold on the other folds' rows only and scores the held-out fold with it, so method choice,
 the weight search, `min_auc` and calibration never see the pairs they are scored on. The
-test-time ensemble is `select` on all OOF rows, reusing the outer folds' scores as its CV.
+test-time ensemble is `select` on all OOF rows, reusing the outer folds' scores as its CV; when
+there is a holdout, `recalibrate` refits its calibrator there (scores of the test's kind).
 """
 
 from __future__ import annotations
@@ -184,3 +185,24 @@ def nested(recipe: Recipe, rows: Rows) -> NestedResult:
         )
     final = select(recipe, rows, method_scores)
     return NestedResult(method_scores, selected, calibrated, choices, kept, final)
+
+
+def recalibrate(selection: Selection, kind: str, rows: Rows) -> np.ndarray:
+    """Refit `selection`'s calibrator on `rows`, the holdout, and return the holdout's
+    probabilities cross-fitted on family halves (each half from a calibrator fitted on the other).
+
+    The holdout's member scores are means over the fold models, as the test pairs' are, while
+    each OOF score comes from one fold model; a mean of K models is less spread, so a calibrator
+    fitted on OOF scores is fitted on another distribution than the one it is applied to.
+    """
+    raw = selection.predict_raw(rows.X)
+    if len(np.unique(rows.y)) < 2:
+        raise ValueError(
+            f"the holdout's {len(rows.y)} pairs hold one class: the test-time calibrator is fitted "
+            "on them (choose another folds.holdout_prefix)"
+        )
+    probs = np.empty(len(raw))
+    for fit, scored in splits(np.zeros(len(raw)), rows.groups):
+        probs[scored] = make_calibrator(kind).fit(raw[fit], rows.y[fit]).predict(raw[scored])
+    selection.calibrator = make_calibrator(kind).fit(raw, rows.y)
+    return probs
