@@ -26,7 +26,7 @@ from hypothesis.extra.numpy import arrays
 from kinship import paths
 from kinship.ensemble.calibration import Platt, brier
 from kinship.ensemble.methods import Mean, Rank, Weighted, WeightSearch, make_blender
-from kinship.ensemble.nested import Recipe, Rows, choose
+from kinship.ensemble.nested import Recipe, Rows, choose, one_scale
 from kinship.ensemble.stage import run_ensemble
 from kinship.ensemble.submission import validate_submission, write_submission
 from kinship.metrics import auc, bootstrap_auc, family_bootstrap_aucs, paired_bootstrap_gain
@@ -190,6 +190,21 @@ def test_one_se_rule_prefers_the_simpler_method_only_within_noise(lift, one_se_c
     assert choose(one_se, rows, scores, cv_auc) == one_se_choice
     best = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "best", 0, 200)
     assert choose(best, rows, scores, cv_auc) == "stack_lgbm"
+
+
+def test_folds_that_chose_different_methods_are_ranked_on_one_scale():
+    rng = np.random.default_rng(0)
+    folds = np.repeat([0, 1, 2], 400)
+    y = rng.integers(0, 2, len(folds))
+    s = 1.2 * (2 * y - 1) + rng.normal(size=len(y))
+    scores = {"mean": 1 / (1 + np.exp(-s)), "rank": 1 / (1 + np.exp(-s / 4))}  # one order
+    rows = Rows(s[:, None], y, folds, folds)
+    choices = {0: "mean", 1: "rank", 2: "mean"}
+    selected = np.where(folds == 1, scores["rank"], scores["mean"])
+    assert auc(y, selected) < auc(y, s) - 0.005  # pooled raw scales reorder pairs across folds
+    assert auc(y, one_scale(rows, selected, choices, scores)) == pytest.approx(auc(y, s), abs=2e-3)
+    same = {0: "mean", 1: "mean", 2: "mean"}
+    np.testing.assert_array_equal(one_scale(rows, scores["mean"], same, scores), scores["mean"])
 
 
 def test_rank_average_is_robust_to_one_members_scale_where_the_mean_is_not(work):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kinship.ensemble.calibration import make_calibrator
-from kinship.ensemble.methods import Blender
+from kinship.ensemble.calibration import Platt, make_calibrator
+from kinship.ensemble.methods import Blender, logit
 from kinship.metrics import auc, family_bootstrap_aucs
 
 log = logging.getLogger(__name__)
@@ -147,11 +147,13 @@ def paired_gap_se(
 
 @dataclass
 class NestedResult:
-    """Out-of-fold scores of every method, of the nested choice (raw and calibrated), the choice
-    and kept members of each outer fold, and the test-time selection on all rows."""
+    """Out-of-fold scores of every method, of the nested choice (raw, on one scale for ranking,
+    and calibrated), the choice and kept members of each outer fold, and the test-time selection
+    on all rows."""
 
     method_scores: dict[str, np.ndarray]
     selected: np.ndarray
+    ranked: np.ndarray
     calibrated: np.ndarray
     choices: dict[int, str]
     kept: dict[int, list[str]]
@@ -183,8 +185,32 @@ def nested(recipe: Recipe, rows: Rows) -> NestedResult:
             inner.cv_auc[inner.chosen],
             ", ".join(kept[int(value)]),
         )
+    ranked = one_scale(rows, selected, choices, method_scores)
     final = select(recipe, rows, method_scores)
-    return NestedResult(method_scores, selected, calibrated, choices, kept, final)
+    return NestedResult(method_scores, selected, ranked, calibrated, choices, kept, final)
+
+
+def one_scale(
+    rows: Rows, selected: np.ndarray, choices: dict[int, str], method_scores: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The nested choice's scores for ranking numbers (AUC, its interval, the gain).
+
+    When every outer fold chose one method, `selected` itself. Folds that chose different
+    methods score on different scales (a mean of probabilities, a rank average, a stacker's
+    probability), so pooled raw scores would reorder pairs across folds; they meet on the
+    log-odds of one Platt curve per method, fitted on that method's nested scores over all rows:
+    one increasing map per method, so the pairs of a method keep their order. (Per-fold
+    calibrators would not: each is monotone, but differently in each fold.)
+    """
+    used = set(choices.values())
+    if len(used) == 1:
+        return selected.copy()
+    ranked = np.empty(len(selected))
+    for method in used:
+        curve = Platt().fit(method_scores[method], rows.y)
+        here = np.isin(rows.folds, [fold for fold, m in choices.items() if m == method])
+        ranked[here] = curve.slope_ * logit(selected[here]) + curve.intercept_
+    return ranked
 
 
 def recalibrate(selection: Selection, kind: str, rows: Rows) -> np.ndarray:

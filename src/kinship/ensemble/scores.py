@@ -58,6 +58,7 @@ def split_report(
     members: dict[str, np.ndarray],
     methods: dict[str, np.ndarray],
     selected: np.ndarray,
+    ranked: np.ndarray,
     calibrated: np.ndarray,
     best_member: str,
     seed: int,
@@ -66,13 +67,14 @@ def split_report(
     """One evaluation split (OOF or holdout): members, methods and the ensemble side by side, its
     gain over `best_member`, and Brier score and log-loss before/after calibration.
 
-    The ensemble's ranking numbers (AUC, interval, per-fold AUCs, gain) are those of `selected`,
-    the chosen method's raw score: at test time calibration is one monotone map and cannot change
-    the ranking, while on OOF rows each outer fold has its own calibrator, and pooled they reorder
-    pairs across folds (`calibrated_auc` shows by how much). The calibrated probability gives the
-    Brier score, the log-loss and the accuracy at 0.5.
+    The ensemble's ranking numbers (AUC, interval, per-fold AUCs, gain) are those of `ranked`,
+    the chosen raw score (on one scale where outer folds chose different methods): at test time
+    calibration is one monotone map and cannot change the ranking, while on OOF rows each outer
+    fold has its own calibrator, and pooled they reorder pairs across folds (`calibrated_auc`
+    shows by how much). The calibrated probability gives the Brier score, the log-loss and the
+    accuracy at 0.5; `brier.raw` is the raw chosen score's.
     """
-    columns = {**members, **methods, "ensemble": selected}
+    columns = {**members, **methods, "ensemble": ranked}
     table = side_by_side(labels, columns, groups, folds, seed, n_boot)
     return {
         "pairs": int(len(labels)),
@@ -85,7 +87,7 @@ def split_report(
             "accuracy_at_0.5": _r(np.mean((calibrated >= 0.5) == labels)),
         },
         "gain_over_best_member": gain_over(
-            labels, selected, members[best_member], best_member, groups, seed, n_boot
+            labels, ranked, members[best_member], best_member, groups, seed, n_boot
         ),
         "brier": {"raw": _r(brier(labels, selected)), "calibrated": _r(brier(labels, calibrated))},
         "log_loss": {

@@ -126,9 +126,15 @@ def score_tables(
     inputs: EnsembleInputs, result: NestedResult, holdout_probs: np.ndarray | None = None
 ) -> dict[str, pd.DataFrame]:
     """Per pair: members, every method (out of fold on OOF rows), the chosen raw score
-    (`ensemble_selected`) and the calibrated probability (`ensemble_prob`: on the holdout,
+    (`ensemble_selected`), the score the ranking numbers use (`ensemble_ranked`, see
+    `nested.one_scale`) and the calibrated probability (`ensemble_prob`: on the holdout,
     cross-fitted); the same columns in all three tables, an empty holdout included."""
-    oof = {**result.method_scores, "selected": result.selected, "prob": result.calibrated}
+    oof = {
+        **result.method_scores,
+        "selected": result.selected,
+        "ranked": result.ranked,
+        "prob": result.calibrated,
+    }
     holdout = _predict(result, inputs.holdout)
     if holdout_probs is not None:
         holdout["prob"] = holdout_probs
@@ -145,10 +151,11 @@ def _predict(result: NestedResult, X: np.ndarray) -> dict[str, np.ndarray]:
     """The test-time ensemble's scores: every method, the chosen one and its probability."""
     final = result.final
     if not len(X):
-        return {name: np.empty(0) for name in [*final.blenders, "selected", "prob"]}
+        return {name: np.empty(0) for name in [*final.blenders, "selected", "ranked", "prob"]}
     return {
         **final.predict_all(X),
         "selected": final.predict_raw(X),
+        "ranked": final.predict_raw(X),  # one model: no scales to reconcile
         "prob": final.predict_proba(X),
     }
 
@@ -186,6 +193,7 @@ def ensemble_metrics(inputs, result: NestedResult, ep: EnsembleParams, tables, b
                 {n: table[n].to_numpy() for n in inputs.members},
                 {m: table[f"{METHOD_PREFIX}{m}"].to_numpy() for m in ep.methods},
                 table[f"{METHOD_PREFIX}selected"].to_numpy(),
+                table[f"{METHOD_PREFIX}ranked"].to_numpy(),
                 table[f"{METHOD_PREFIX}prob"].to_numpy(),
                 best,
                 ep.seed,

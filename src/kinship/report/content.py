@@ -14,6 +14,7 @@ from kinship.report import numbers
 from kinship.report.inputs import (
     ENSEMBLE_COLUMN,
     METHOD_PREFIX,
+    RANKED_COLUMN,
     SELECTED_COLUMN,
     ReportInputs,
 )
@@ -70,7 +71,7 @@ def compute(inputs: ReportInputs, data_root: Path) -> ReportContent:
     ensemble_curve = f"ensemble ({inputs.ensemble.get('chosen_method', 'chosen')})"
     curves = {n: oof[n].to_numpy(dtype=float) for n in inputs.member_names}
     # ranking on the raw chosen score: pooled per-fold calibrators reorder pairs across folds
-    curves[ensemble_curve] = oof[SELECTED_COLUMN].to_numpy(dtype=float)
+    curves[ensemble_curve] = oof[RANKED_COLUMN].to_numpy(dtype=float)
     counts = numbers.confusion(labels, probs, THRESHOLD)
     labels_path = Path(data_root) / TEST_LABELS_FILE
     return ReportContent(
