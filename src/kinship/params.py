@@ -322,6 +322,9 @@ class EnsembleParams:
     min_auc: float = 0.0
     """Drop members whose AUC on the training folds is below this (inside the nested CV)."""
     calibration: Literal["platt", "isotonic"] = "platt"
+    """The map from the chosen score to a probability: fitted on OOF scores, and for the test-time
+    ensemble on the holdout when `folds.holdout_prefix` sets one (fold-mean scores, as the
+    test's). Ranking numbers never use it (docs/ensemble.md)."""
     weight_search: WeightSearchParams = field(default_factory=WeightSearchParams)
     stack_logistic: StackLogisticParams = field(default_factory=StackLogisticParams)
     stack_lgbm: StackLgbmParams = field(default_factory=StackLgbmParams)
