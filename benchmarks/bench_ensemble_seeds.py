@@ -40,6 +40,8 @@ from bench_demo import cpu_description  # noqa: E402
 from conftest import copy_project, run  # noqa: E402
 
 SEEDED = ("synthesize", "folds", "pairs", "train", "ensemble")
+REPRO_TIMEOUT_S = 3 * 3600
+"""One seed's `dvc repro`: ~7 min alone on 2 cores, over 30 min niced beside other work."""
 
 
 def workspace_name(seed: int, holdout: str | None) -> str:
@@ -55,7 +57,7 @@ def reproduce(work: Path, seed: int, holdout: str | None) -> None:
     profile_path.write_text(yaml.safe_dump(profile))
     run([sys.executable, "-m", "kinship.cli", "profile", str(profile_path)], work)
     run(["git", "commit", "-qam", f"seeds {seed}"], work)
-    run(["dvc", "repro"], work)
+    run(["dvc", "repro"], work, timeout=REPRO_TIMEOUT_S)
 
 
 def rerun_ensemble(work: Path) -> None:
