@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from kinship.ensemble.methods import Mean, Rank, Weighted, WeightSearch, make_blender, rank_auc
-from kinship.ensemble.nested import Recipe, Rows, choose
+from kinship import paths
+from kinship.ensemble.calibration import Platt, brier
+from kinship.ensemble.methods import Mean, Rank, Weighted, WeightSearch, make_blender
+from kinship.ensemble.nested import Recipe, Rows, choose, one_scale
 from kinship.ensemble.stage import run_ensemble
 from kinship.ensemble.submission import validate_submission, write_submission
 from kinship.metrics import auc, bootstrap_auc, family_bootstrap_aucs, paired_bootstrap_gain
@@ -156,7 +159,7 @@ def test_auto_keeps_a_clearly_better_stacker_under_the_one_se_rule(work):
 def _rows_and_scores(lift: float) -> tuple[Rows, dict[str, np.ndarray]]:
     """A simple method's scores, and a later method's: a near twin (95 % shared noise) that is
     ahead by chance, plus `lift` on kin pairs."""
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(2)
     groups = np.repeat(np.arange(60), 20)
     y = rng.integers(0, 2, len(groups))
     noise, other = rng.normal(size=(2, len(y)))
@@ -165,17 +168,43 @@ def _rows_and_scores(lift: float) -> tuple[Rows, dict[str, np.ndarray]]:
     return Rows(simple[:, None], y, groups % 3, groups), {"mean": simple, "stack_lgbm": twin}
 
 
-@pytest.mark.parametrize(("lift", "one_se_choice"), [(0.0, "mean"), (0.4, "stack_lgbm")])
+@pytest.mark.parametrize(
+    ("lift", "one_se_choice"), [(0.0, "mean"), (0.03, "stack_lgbm"), (0.4, "stack_lgbm")]
+)
 def test_one_se_rule_prefers_the_simpler_method_only_within_noise(lift, one_se_choice):
     rows, scores = _rows_and_scores(lift)
-    cv_auc = {m: rank_auc(rows.y, s) for m, s in scores.items()}
-    # the later method is ahead: by chance (< 0.01), or by a lift (> 0.05)
-    assert 0 < cv_auc["stack_lgbm"] - cv_auc["mean"] < 0.01 or lift
-    assert cv_auc["stack_lgbm"] - cv_auc["mean"] > 0.05 or not lift
+    cv_auc = {m: auc(rows.y, s) for m, s in scores.items()}
+    gap = cv_auc["stack_lgbm"] - cv_auc["mean"]
+    both = family_bootstrap_aucs(
+        rows.y, np.column_stack([scores["stack_lgbm"], scores["mean"]]), rows.groups, 0, 200
+    )
+    own_se = np.std(both[:, 0], ddof=1)  # the spread of the best AUC alone: the old rule's error
+    paired_se = np.std(both[:, 0] - both[:, 1], ddof=1)
+    if lift == 0.0:  # ahead by chance: within the noise of the paired difference
+        assert 0 < gap < paired_se
+    elif lift < 0.1:  # ahead in ~98 % of resamples, yet within the best AUC's own spread
+        assert paired_se < gap < own_se and np.mean(both[:, 0] > both[:, 1]) > 0.95
+    else:
+        assert gap > 0.05
     one_se = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "one_se", 0, 200)
     assert choose(one_se, rows, scores, cv_auc) == one_se_choice
     best = Recipe(lambda m: None, ["mean", "stack_lgbm"], None, "platt", "best", 0, 200)
     assert choose(best, rows, scores, cv_auc) == "stack_lgbm"
+
+
+def test_folds_that_chose_different_methods_are_ranked_on_one_scale():
+    rng = np.random.default_rng(0)
+    folds = np.repeat([0, 1, 2], 400)
+    y = rng.integers(0, 2, len(folds))
+    s = 1.2 * (2 * y - 1) + rng.normal(size=len(y))
+    scores = {"mean": 1 / (1 + np.exp(-s)), "rank": 1 / (1 + np.exp(-s / 4))}  # one order
+    rows = Rows(s[:, None], y, folds, folds)
+    choices = {0: "mean", 1: "rank", 2: "mean"}
+    selected = np.where(folds == 1, scores["rank"], scores["mean"])
+    assert auc(y, selected) < auc(y, s) - 0.005  # pooled raw scales reorder pairs across folds
+    assert auc(y, one_scale(rows, selected, choices, scores)) == pytest.approx(auc(y, s), abs=2e-3)
+    same = {0: "mean", 1: "mean", 2: "mean"}
+    np.testing.assert_array_equal(one_scale(rows, scores["mean"], same, scores), scores["mean"])
 
 
 def test_rank_average_is_robust_to_one_members_scale_where_the_mean_is_not(work):
@@ -215,8 +244,7 @@ def test_weight_search_stacking_and_min_auc_are_nested(work):
     # the data can catch a leak: fitted and scored on the same rows, selection looks excellent
     for method in ("weight_search", "stack_logistic"):
         assert (
-            rank_auc(y, make_blender(method, params.ensemble, list(members)).fit(X, y).predict(X))
-            > 0.8
+            auc(y, make_blender(method, params.ensemble, list(members)).fit(X, y).predict(X)) > 0.8
         )
     without_filter = params_for(members, methods=["mean"])
     assert run_ensemble(without_filter)["oof"]["methods"]["mean"]["auc"] > 0.8  # all kept: good
@@ -226,7 +254,7 @@ def test_weight_search_stacking_and_min_auc_are_nested(work):
         assert f"fold{k}_expert" not in metrics["nested_members"][f"fold{k}"]
     for method in ("mean", "weight_search", "stack_logistic"):
         assert metrics["oof"]["methods"][method]["auc"] < 0.65, method
-    assert metrics["oof"]["selected"]["auc"] < 0.65
+    assert metrics["oof"]["ensemble"]["auc"] < 0.65
 
 
 def test_min_auc_drops_weak_members_and_all_below_names_the_best(work):
@@ -251,6 +279,67 @@ def test_weights_all_dropped_by_min_auc_is_an_error_naming_the_key(work):
 
 
 # --- calibration -------------------------------------------------------------------------------
+
+
+def _steep_on_fold_zero(labels, folds, rng):
+    """A member whose score says much more on fold 0 than on the others: the outer folds'
+    calibrators, each fitted on the other folds, differ in slope."""
+    strength = np.where(folds == 0, 3.0, 0.4)
+    return 1 / (1 + np.exp(-(strength * (2 * labels - 1) + rng.normal(size=len(labels)))))
+
+
+def test_ensemble_auc_and_gain_are_the_raw_scores_pooled_calibrators_would_reorder(work):
+    members = {"steep": _steep_on_fold_zero, "weak": signal(0.3)}
+    fabricate(work, members)
+    metrics = run_ensemble(params_for(members, methods=["mean"]))
+    oof = _oof()
+    y, raw, prob = oof["label"], oof["ensemble_selected"], oof["ensemble_prob"]
+    assert abs(auc(y, prob) - auc(y, raw)) > 0.005  # the per-fold calibrators do reorder
+    ensemble = metrics["oof"]["ensemble"]
+    assert ensemble["auc"] == pytest.approx(auc(y, raw), abs=1e-6)
+    assert ensemble["calibrated_auc"] == pytest.approx(auc(y, prob), abs=1e-6)
+    gain = metrics["oof"]["gain_over_best_member"]
+    assert gain["auc_gain"] == pytest.approx(auc(y, raw) - auc(y, oof["steep"]), abs=1e-6)
+    # the test-time map is one calibrator: it keeps the ranking of the raw score
+    test = pd.read_parquet("reports/ensemble/test.parquet")
+    order = np.argsort(test["ensemble_selected"].to_numpy(), kind="stable")
+    assert np.all(np.diff(test["ensemble_prob"].to_numpy()[order]) >= 0)
+
+
+def _fold_model_or_mean(strength: float) -> Callable:
+    """OOF scores from one fold model each; outside the folds (holdout, fold −1) the mean of the
+    fold models: the same signal, less spread (a third of the scale)."""
+
+    def member(labels, folds, rng):
+        scale = np.where(folds < 0, 1 / 3, 1.0)
+        logits = strength * (2 * labels - 1) + rng.normal(size=len(labels))
+        return 1 / (1 + np.exp(-scale * logits))
+
+    return member
+
+
+def test_with_a_holdout_the_test_calibrator_is_fitted_on_fold_averaged_scores(work):
+    members = {"a": _fold_model_or_mean(1.2), "b": _fold_model_or_mean(0.8)}
+    fab = fabricate(work, members, holdout_families=30, n_test=600)
+    rng = np.random.default_rng(7)
+    for name, member in members.items():  # the test pairs' scores are fold means too
+        probs = member(fab.test_labels, np.full(len(fab.test_labels), -1), rng)
+        fab.test_pairs[["img_pair"]].assign(prob=probs).to_parquet(
+            work / paths.TEST_PRED_DIR / f"{name}.parquet", index=False
+        )
+    metrics = run_ensemble(params_for(members, methods=["mean"]))
+    assert metrics["calibrated_on"] == "holdout"
+    test = pd.read_parquet("reports/ensemble/test.parquet")
+    oof = _oof()
+    from_oof = Platt().fit(oof["ensemble_mean"], oof["label"]).predict(test["ensemble_selected"])
+    y = fab.test_labels
+    assert brier(y, test["ensemble_prob"]) < brier(y, from_oof) - 0.01
+    # the holdout's own probabilities come from calibrators fitted on its other family half
+    holdout = pd.read_parquet("reports/ensemble/holdout.parquet")
+    model = pickle.loads(Path("models/ensemble/ensemble.pkl").read_bytes())
+    in_sample = model["calibrator"].predict(holdout["ensemble_selected"].to_numpy())
+    assert not np.allclose(holdout["ensemble_prob"], in_sample)
+    assert metrics["holdout"]["brier"]["calibrated"] < metrics["holdout"]["brier"]["raw"]
 
 
 @pytest.mark.parametrize("calibration", ["platt", "isotonic"])
@@ -407,13 +496,13 @@ def test_weighted_with_equal_weights_is_the_mean_and_one_hot_is_the_member(X, w)
 
 
 @given(probabilities, st.integers(0, 2**16))
-def test_rank_auc_is_sklearns_roc_auc(X, seed):
+def test_auc_is_sklearns_roc_auc(X, seed):
     from sklearn.metrics import roc_auc_score
 
     y = np.random.default_rng(seed).integers(0, 2, len(X))
     y[:2] = [0, 1]
     for column in np.round(X, 1).T:  # with ties
-        assert rank_auc(y, column) == pytest.approx(roc_auc_score(y, column), abs=1e-12)
+        assert auc(y, column) == pytest.approx(roc_auc_score(y, column), abs=1e-12)
 
 
 @given(probabilities)
@@ -432,8 +521,8 @@ def test_searched_weights_lie_on_the_simplex_and_never_lose_to_the_best_member(X
     search = WeightSearch(steps=8).fit(X, y)
     weights = search.weights / search.weights.sum()
     assert (weights >= 0).all() and weights.sum() == pytest.approx(1)
-    best = max(rank_auc(y, c) for c in X.T)
-    assert rank_auc(y, search.predict(X)) >= best - 1e-12
+    best = max(auc(y, c) for c in X.T)
+    assert auc(y, search.predict(X)) >= best - 1e-12
 
 
 def _reference_bootstrap(labels, scores, groups, seed, n_boot):
@@ -472,4 +561,4 @@ def test_two_folds_cross_validate_inside_on_family_halves(work):
     fabricate(work, SIX, k=2)
     metrics = run_ensemble(params_for(SIX, methods=["mean", "weight_search", "stack_logistic"]))
     assert set(metrics["nested_choices"]) == {"fold0", "fold1"}
-    assert metrics["oof"]["selected"]["auc"] > metrics["oof"]["members"]["medium"]["auc"]
+    assert metrics["oof"]["ensemble"]["auc"] > metrics["oof"]["members"]["medium"]["auc"]

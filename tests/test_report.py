@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 
 from kinship import paths
 from kinship.cli import main
-from kinship.metrics import best_threshold
+from kinship.metrics import auc, best_threshold
 from kinship.report import numbers
 from kinship.report.stage import run_report
 
@@ -306,15 +306,19 @@ def test_classification_report_matches_scikit_learn(threshold):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_vectorised_threshold_matches_the_shared_metrics_helper(seed):
+def test_best_threshold_is_the_best_of_scikit_learns_roc_thresholds(seed):
+    from sklearn.metrics import roc_curve
+
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, 300)
     probs = np.round(np.clip(labels * 0.3 + rng.normal(0.35, 0.25, 300), 0, 1), 2)  # ties
+    thresholds = roc_curve(labels, probs)[2][1:]  # every threshold but "none is kin"
+    accuracies = [np.mean((probs >= t) == labels) for t in thresholds]
     ours = numbers.threshold_accuracy(labels, probs)
-    threshold, accuracy = best_threshold(labels, probs)
-    assert ours["best_threshold"] == pytest.approx(threshold)
-    assert ours["accuracy_at_best"] == pytest.approx(accuracy)
+    assert ours["best_threshold"] == pytest.approx(thresholds[int(np.argmax(accuracies))])
+    assert ours["accuracy_at_best"] == pytest.approx(max(accuracies))
     assert ours["accuracy_at_0.5"] == pytest.approx(np.mean((probs >= 0.5) == labels))
+    assert best_threshold(np.ones(4), probs[:4]) == (0.5, np.mean(probs[:4] >= 0.5))
 
 
 def test_auc_per_negative_kind():
@@ -362,7 +366,7 @@ def test_roc_points_and_auc_match_scikit_learn(seed):
     sk_fpr, sk_tpr, _ = roc_curve(labels, scores)
     np.testing.assert_allclose(fpr, sk_fpr)
     np.testing.assert_allclose(tpr, sk_tpr)
-    assert numbers.auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
-    assert np.isnan(numbers.auc(np.ones(5), scores[:5]))
+    assert auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    assert np.isnan(auc(np.ones(5), scores[:5])) and np.isnan(auc([], []))
     thin_fpr, thin_tpr = numbers.thin(fpr, tpr, step=0.05)
     assert len(thin_fpr) <= 2 / 0.05 + 2 and (thin_fpr[0], thin_tpr[-1]) == (0, 1)

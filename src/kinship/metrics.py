@@ -1,19 +1,33 @@
-"""Scores every report uses: ROC AUC with family-level bootstrap intervals, accuracy, thresholds."""
+"""Scores every stage uses: ROC AUC with family-level bootstrap intervals, accuracy, thresholds.
+
+The package's one AUC (`auc`, and `family_bootstrap_aucs` for many resamples at once: both are
+`_weighted_auc`, the Mann-Whitney statistic) and its one best-threshold search (`best_threshold`).
+NumPy only: the report stage imports this module and scikit-learn would cost it 1.5 s; the tests
+check both against scikit-learn.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 N_BOOTSTRAP = 1000
 
 
-def auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """ROC AUC over the whole set (NaN when only one class is present)."""
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count 1/2); NaN when one class is present.
+
+    Equal to scikit-learn's `roc_auc_score` without its overhead (about 0.3 ms for 4,000 pairs):
+    the weight search and `min_auc` run it thousands of times inside the ensemble's nested CV.
+    """
     labels = np.asarray(labels)
-    if labels.min(initial=0) == labels.max(initial=0):
-        return float("nan")
-    return float(roc_auc_score(labels, probs))
+    return float(
+        _weighted_auc(labels, np.asarray(scores, dtype=float), np.ones((1, len(labels))))[0]
+    )
+
+
+def column_aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """`auc` of every column of `scores` (pairs × columns)."""
+    return np.array([auc(labels, column) for column in np.asarray(scores).T])
 
 
 def bootstrap_auc(
@@ -35,17 +49,29 @@ def bootstrap_auc(
     return float(low), float(high)
 
 
+def roc_counts(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positives when every distinct score, high to low, is the threshold
+    (`scores >= threshold` means kin), and those thresholds."""
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], (np.asarray(labels)[order] == 1)
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # end of each tie group
+    tps = np.cumsum(hits)[last]
+    return (last + 1) - tps, tps, ranked[last]
+
+
 def best_threshold(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     """The threshold maximising accuracy on these pairs, and that accuracy (optimistic: chosen and
-    scored on the same pairs)."""
-    labels, probs = np.asarray(labels), np.asarray(probs)
-    if labels.min(initial=0) == labels.max(initial=0):
+    scored on the same pairs). One pass over the distinct scores; the highest threshold wins a
+    tie; (0.5, its accuracy) when one class is present."""
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    if len(np.unique(labels)) < 2:
         return 0.5, accuracy(labels, probs, 0.5)
-    _, _, thresholds = roc_curve(labels, probs)
-    thresholds = np.clip(thresholds[np.isfinite(thresholds)], 0, 1)
-    accs = [accuracy(labels, probs, t) for t in thresholds]
-    i = int(np.argmax(accs))
-    return float(thresholds[i]), float(accs[i])
+    fps, tps, thresholds = roc_counts(labels, probs)
+    negatives = int(len(labels) - np.sum(labels == 1))
+    correct = tps + (negatives - fps)
+    i = int(np.argmax(correct))
+    return float(np.clip(thresholds[i], 0, 1)), float(correct[i] / len(labels))
 
 
 def accuracy(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
@@ -102,7 +128,8 @@ def family_bootstrap_aucs(
 
 
 def _weighted_auc(labels: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC of one score under each row of `weights` (copies of each pair), ties 1/2."""
+    """Mann-Whitney AUC of one score under each row of `weights` (copies of each pair), ties 1/2;
+    NaN where a row weighs only one class. Behind `auc` (one row of ones) and the bootstrap."""
     order = np.argsort(score, kind="stable")
     _, starts = np.unique(score[order], return_index=True)
     positive = (labels[order] == 1).astype(float)

@@ -186,12 +186,16 @@ class EnsembleParams:
     """`auto` (chosen by OOF AUC inside a nested cross-validation) or one of `methods`."""
     auto_rule: Literal["one_se", "best"] = "one_se"
     """How `auto` chooses: the simplest method (first in `methods`) within one standard error
-    of the best AUC, or the best AUC."""
+    of the best AUC, that error being the family bootstrap's spread of the paired difference
+    (best − method, on the same resamples); or the best AUC."""
     weights: dict[str, float] = field(default_factory=dict)
     """Member -> weight for `weighted` (>= 0, not all 0); unlisted members weigh 0; {} = equal."""
     min_auc: float = 0.0
     """Drop members whose AUC on the training folds is below this (inside the nested CV)."""
     calibration: Literal["platt", "isotonic"] = "platt"
+    """The map from the chosen score to a probability: fitted on OOF scores, and for the test-time
+    ensemble on the holdout when `folds.holdout_prefix` sets one (fold-mean scores, as the
+    test's). Ranking numbers never use it (docs/ensemble.md)."""
     weight_search: WeightSearchParams = field(default_factory=WeightSearchParams)
     stack_logistic: StackLogisticParams = field(default_factory=StackLogisticParams)
     stack_lgbm: StackLgbmParams = field(default_factory=StackLgbmParams)

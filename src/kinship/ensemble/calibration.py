@@ -17,12 +17,14 @@ class Platt:
     def fit(self, scores: np.ndarray, labels: np.ndarray) -> Platt:
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(C=1e4, max_iter=1000).fit(logit(scores)[:, None], labels)
+        z = logit(np.asarray(scores, dtype=float))[:, None]
+        model = LogisticRegression(C=1e4, max_iter=1000).fit(z, labels)
         self.slope_, self.intercept_ = float(model.coef_[0, 0]), float(model.intercept_[0])
         return self
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
-        return 1 / (1 + np.exp(-(self.slope_ * logit(scores) + self.intercept_)))
+        z = logit(np.asarray(scores, dtype=float))
+        return 1 / (1 + np.exp(-(self.slope_ * z + self.intercept_)))
 
     def describe(self) -> dict:
         return {
@@ -67,3 +69,10 @@ def make_calibrator(kind: str) -> Platt | Isotonic:
 def brier(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean squared error of probabilities against 0/1 labels (lower is better)."""
     return float(np.mean((np.asarray(probs, dtype=float) - np.asarray(labels)) ** 2))
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean negative log-likelihood of 0/1 labels, probabilities clipped to [1e-15, 1 − 1e-15]."""
+    p = np.clip(np.asarray(probs, dtype=float), 1e-15, 1 - 1e-15)
+    y = np.asarray(labels) == 1
+    return float(-np.mean(np.where(y, np.log(p), np.log1p(-p))))

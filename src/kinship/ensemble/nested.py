@@ -5,7 +5,8 @@ those rows' folds, choose the best (or the fixed method), refit every method on 
 fit the calibrator on the chosen method's cross-validated scores. `nested` runs `select` once per
 outer fold on the other folds' rows only and scores the held-out fold with it, so method choice,
 the weight search, `min_auc` and calibration never see the pairs they are scored on. The
-test-time ensemble is `select` on all OOF rows, reusing the outer folds' scores as its CV.
+test-time ensemble is `select` on all OOF rows, reusing the outer folds' scores as its CV; when
+there is a holdout, `recalibrate` refits its calibrator there (scores of the test's kind).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kinship.ensemble.calibration import make_calibrator
-from kinship.ensemble.methods import Blender, rank_auc
-from kinship.metrics import family_bootstrap_aucs
+from kinship.ensemble.calibration import Platt, make_calibrator
+from kinship.ensemble.methods import Blender, logit
+from kinship.metrics import auc, family_bootstrap_aucs
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def select(recipe: Recipe, rows: Rows, cv_scores: dict[str, np.ndarray] | None =
     when given, are the methods' out-of-fold scores on these rows (else computed here)."""
     if cv_scores is None:
         cv_scores = {m: cross_val_scores(recipe.make, m, rows) for m in recipe.methods}
-    cv_auc = {m: rank_auc(rows.y, cv_scores[m]) for m in recipe.methods}
+    cv_auc = {m: auc(rows.y, cv_scores[m]) for m in recipe.methods}
     chosen = recipe.fixed or choose(recipe, rows, cv_scores, cv_auc)
     blenders = {m: recipe.make(m).fit(rows.X, rows.y) for m in recipe.methods}
     calibrator = make_calibrator(recipe.calibration).fit(cv_scores[chosen], rows.y)
@@ -116,27 +117,43 @@ def choose(
 
     `best`: the highest AUC. `one_se` (the one-standard-error rule of Breiman et al. 1984): the
     first method in `recipe.methods` (listed simplest first) whose AUC is within one standard
-    error of the best one's, that error being the spread of the best AUC over family bootstrap
-    resamples. With a handful of folds the ranking of close methods is mostly noise, and the
-    simpler method is the one that generalises.
+    error of the best one's, that error being the spread of the paired difference (best − method)
+    over the same family bootstrap resamples (`paired_gap_se`). With a handful of folds the ranking
+    of close methods is mostly noise, and the simpler method is the one that generalises; but a
+    method behind in nearly every resample is worse, however wide each AUC's own interval.
     """
     methods = recipe.methods
     best = max(methods, key=lambda m: np.nan_to_num(cv_auc[m], nan=-1.0))
     if recipe.rule == "best":
         return best
-    boot = family_bootstrap_aucs(rows.y, cv_scores[best], rows.groups, recipe.seed, recipe.n_boot)
-    boot = boot[~np.isnan(boot)]
-    se = float(np.std(boot, ddof=1)) if len(boot) > 1 else 0.0
-    return next(m for m in methods if cv_auc[m] >= cv_auc[best] - se)
+    se = paired_gap_se(rows, cv_scores, methods, best, recipe.seed, recipe.n_boot)
+    return next(m for m in methods if cv_auc[m] >= cv_auc[best] - se[m])
+
+
+def paired_gap_se(
+    rows: Rows, scores: dict[str, np.ndarray], methods: list[str], best: str, seed: int, n_boot: int
+) -> dict[str, float]:
+    """Per method, the standard deviation of AUC(best) − AUC(method) over family bootstrap
+    resamples, both AUCs on the same resample (0 for `best` itself)."""
+    columns = np.column_stack([scores[m] for m in methods])
+    boots = family_bootstrap_aucs(rows.y, columns, rows.groups, seed, n_boot)
+    gaps = boots[:, [methods.index(best)]] - boots
+    se = {}
+    for j, method in enumerate(methods):
+        gap = gaps[~np.isnan(gaps[:, j]), j]
+        se[method] = float(np.std(gap, ddof=1)) if len(gap) > 1 else 0.0
+    return se
 
 
 @dataclass
 class NestedResult:
-    """Out-of-fold scores of every method, of the nested choice (raw and calibrated), the choice
-    and kept members of each outer fold, and the test-time selection on all rows."""
+    """Out-of-fold scores of every method, of the nested choice (raw, on one scale for ranking,
+    and calibrated), the choice and kept members of each outer fold, and the test-time selection
+    on all rows."""
 
     method_scores: dict[str, np.ndarray]
     selected: np.ndarray
+    ranked: np.ndarray
     calibrated: np.ndarray
     choices: dict[int, str]
     kept: dict[int, list[str]]
@@ -168,5 +185,50 @@ def nested(recipe: Recipe, rows: Rows) -> NestedResult:
             inner.cv_auc[inner.chosen],
             ", ".join(kept[int(value)]),
         )
+    ranked = one_scale(rows, selected, choices, method_scores)
     final = select(recipe, rows, method_scores)
-    return NestedResult(method_scores, selected, calibrated, choices, kept, final)
+    return NestedResult(method_scores, selected, ranked, calibrated, choices, kept, final)
+
+
+def one_scale(
+    rows: Rows, selected: np.ndarray, choices: dict[int, str], method_scores: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The nested choice's scores for ranking numbers (AUC, its interval, the gain).
+
+    When every outer fold chose one method, `selected` itself. Folds that chose different
+    methods score on different scales (a mean of probabilities, a rank average, a stacker's
+    probability), so pooled raw scores would reorder pairs across folds; they meet on the
+    log-odds of one Platt curve per method, fitted on that method's nested scores over all rows:
+    one increasing map per method, so the pairs of a method keep their order. (Per-fold
+    calibrators would not: each is monotone, but differently in each fold.)
+    """
+    used = set(choices.values())
+    if len(used) == 1:
+        return selected.copy()
+    ranked = np.empty(len(selected))
+    for method in used:
+        curve = Platt().fit(method_scores[method], rows.y)
+        here = np.isin(rows.folds, [fold for fold, m in choices.items() if m == method])
+        ranked[here] = curve.slope_ * logit(selected[here]) + curve.intercept_
+    return ranked
+
+
+def recalibrate(selection: Selection, kind: str, rows: Rows) -> np.ndarray:
+    """Refit `selection`'s calibrator on `rows`, the holdout, and return the holdout's
+    probabilities cross-fitted on family halves (each half from a calibrator fitted on the other).
+
+    The holdout's member scores are means over the fold models, as the test pairs' are, while
+    each OOF score comes from one fold model; a mean of K models is less spread, so a calibrator
+    fitted on OOF scores is fitted on another distribution than the one it is applied to.
+    """
+    raw = selection.predict_raw(rows.X)
+    if len(np.unique(rows.y)) < 2:
+        raise ValueError(
+            f"the holdout's {len(rows.y)} pairs hold one class: the test-time calibrator is fitted "
+            "on them (choose another folds.holdout_prefix)"
+        )
+    probs = np.empty(len(raw))
+    for fit, scored in splits(np.zeros(len(raw)), rows.groups):
+        probs[scored] = make_calibrator(kind).fit(raw[fit], rows.y[fit]).predict(raw[scored])
+    selection.calibrator = make_calibrator(kind).fit(raw, rows.y)
+    return probs

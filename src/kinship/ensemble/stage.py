@@ -11,12 +11,12 @@ import pandas as pd
 
 from kinship import paths
 from kinship.ensemble.inputs import METHOD_PREFIX, EnsembleInputs, load_inputs
-from kinship.ensemble.methods import make_blender, rank_auc, user_weights
-from kinship.ensemble.nested import NestedResult, Recipe, Rows, nested
+from kinship.ensemble.methods import make_blender, user_weights
+from kinship.ensemble.nested import NestedResult, Recipe, Rows, nested, recalibrate
 from kinship.ensemble.scores import split_report
 from kinship.ensemble.submission import build_submission, read_sample, write_submission
 from kinship.io import atomic_dir, atomic_file, write_json
-from kinship.metrics import by_kind
+from kinship.metrics import auc, by_kind
 from kinship.params import EnsembleParams, Params
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,12 @@ def _run(params: Params) -> dict:
         ep.bootstrap,
     )
     result = nested(recipe, Rows(inputs.oof, inputs.labels, inputs.folds, inputs.groups))
+    holdout_probs = calibrate_on_holdout(inputs, result, ep)
     # 3. the submission, checked before anything is written
     test_probs = result.final.predict_proba(inputs.test)
     submission = build_submission(sample, inputs.test_pairs["img_pair"], test_probs)
     # 4. numbers and tables, then the writes
-    tables = score_tables(inputs, result)
+    tables = score_tables(inputs, result, holdout_probs)
     best = max(names, key=lambda n: member_auc[n])
     metrics = ensemble_metrics(inputs, result, ep, tables, best)
     write_models(result, ep, names)
@@ -88,9 +89,7 @@ def _run(params: Params) -> dict:
 
 def check_min_auc(inputs: EnsembleInputs, ep: EnsembleParams) -> dict[str, float]:
     """Each member's OOF AUC; an error naming the best one when all are below `min_auc`."""
-    member_auc = {
-        n: rank_auc(inputs.labels, inputs.oof[:, j]) for j, n in enumerate(inputs.members)
-    }
+    member_auc = {n: auc(inputs.labels, inputs.oof[:, j]) for j, n in enumerate(inputs.members)}
     for name, value in member_auc.items():
         log.info("ensemble: member %s OOF auc %.4f", name, value)
     best = max(member_auc, key=lambda n: np.nan_to_num(member_auc[n], nan=-1.0))
@@ -102,16 +101,46 @@ def check_min_auc(inputs: EnsembleInputs, ep: EnsembleParams) -> dict[str, float
     return member_auc
 
 
-def score_tables(inputs: EnsembleInputs, result: NestedResult) -> dict[str, pd.DataFrame]:
+def calibrate_on_holdout(
+    inputs: EnsembleInputs, result: NestedResult, ep: EnsembleParams
+) -> np.ndarray | None:
+    """With a holdout, the test-time calibrator is refitted on it (its member scores are means
+    over the fold models, as the test's are; see `recalibrate`) and the holdout's own
+    probabilities are cross-fitted on family halves. None without a holdout."""
+    if not len(inputs.holdout_pairs):
+        return None
+    holdout = inputs.holdout_pairs
+    rows = Rows(
+        inputs.holdout,
+        holdout["label"].to_numpy(dtype=np.int64),
+        holdout["fold"].to_numpy(dtype=np.int64),
+        holdout["family"].to_numpy(),
+    )
+    try:
+        return recalibrate(result.final, ep.calibration, rows)
+    except ValueError as err:
+        raise ValueError(f"ensemble calibration on the holdout: {err}") from None
+
+
+def score_tables(
+    inputs: EnsembleInputs, result: NestedResult, holdout_probs: np.ndarray | None = None
+) -> dict[str, pd.DataFrame]:
     """Per pair: members, every method (out of fold on OOF rows), the chosen raw score
-    (`ensemble_selected`) and the calibrated probability (`ensemble_prob`); the same columns in
-    all three tables, an empty holdout included."""
-    oof = {**result.method_scores, "selected": result.selected, "prob": result.calibrated}
+    (`ensemble_selected`), the score the ranking numbers use (`ensemble_ranked`, see
+    `nested.one_scale`) and the calibrated probability (`ensemble_prob`: on the holdout,
+    cross-fitted); the same columns in all three tables, an empty holdout included."""
+    oof = {
+        **result.method_scores,
+        "selected": result.selected,
+        "ranked": result.ranked,
+        "prob": result.calibrated,
+    }
+    holdout = _predict(result, inputs.holdout)
+    if holdout_probs is not None:
+        holdout["prob"] = holdout_probs
     return {
         "oof": _table(inputs.pairs, inputs.members, inputs.oof, oof),
-        "holdout": _table(
-            inputs.holdout_pairs, inputs.members, inputs.holdout, _predict(result, inputs.holdout)
-        ),
+        "holdout": _table(inputs.holdout_pairs, inputs.members, inputs.holdout, holdout),
         "test": _table(
             inputs.test_pairs, inputs.members, inputs.test, _predict(result, inputs.test)
         ),
@@ -122,10 +151,11 @@ def _predict(result: NestedResult, X: np.ndarray) -> dict[str, np.ndarray]:
     """The test-time ensemble's scores: every method, the chosen one and its probability."""
     final = result.final
     if not len(X):
-        return {name: np.empty(0) for name in [*final.blenders, "selected", "prob"]}
+        return {name: np.empty(0) for name in [*final.blenders, "selected", "ranked", "prob"]}
     return {
         **final.predict_all(X),
         "selected": final.predict_raw(X),
+        "ranked": final.predict_raw(X),  # one model: no scales to reconcile
         "prob": final.predict_proba(X),
     }
 
@@ -149,6 +179,7 @@ def ensemble_metrics(inputs, result: NestedResult, ep: EnsembleParams, tables, b
         "test_time_members": final.blenders[final.chosen].kept_names,
         "min_auc": ep.min_auc,
         "calibration": ep.calibration,
+        "calibrated_on": "holdout" if len(inputs.holdout_pairs) else "oof",
         "weights": weight_sets(result, ep, inputs.members),
         "bootstrap": {"unit": "family", "resamples": ep.bootstrap, "seed": ep.seed},
         "unscorable_pairs": inputs.unscorable,
@@ -163,6 +194,7 @@ def ensemble_metrics(inputs, result: NestedResult, ep: EnsembleParams, tables, b
                 {n: table[n].to_numpy() for n in inputs.members},
                 {m: table[f"{METHOD_PREFIX}{m}"].to_numpy() for m in ep.methods},
                 table[f"{METHOD_PREFIX}selected"].to_numpy(),
+                table[f"{METHOD_PREFIX}ranked"].to_numpy(),
                 table[f"{METHOD_PREFIX}prob"].to_numpy(),
                 best,
                 ep.seed,

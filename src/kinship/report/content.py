@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 
 from kinship.fiw import TEST_LABELS_FILE
+from kinship.metrics import auc
 from kinship.report import numbers
 from kinship.report.inputs import (
     ENSEMBLE_COLUMN,
     METHOD_PREFIX,
+    RANKED_COLUMN,
     SELECTED_COLUMN,
     ReportInputs,
 )
@@ -24,7 +26,8 @@ score, 0.5 is the accuracy-optimal threshold, and it is chosen without looking a
 
 @dataclass(frozen=True)
 class Scored:
-    """One row of the scores table: a member, a method or the calibrated ensemble."""
+    """One row of the scores table: a member, a method or the ensemble (its AUC is the raw chosen
+    score's, its accuracies the calibrated probability's)."""
 
     key: str  # data-row: member:NAME, method:NAME or ensemble
     name: str
@@ -56,7 +59,7 @@ class ReportContent:
 def score_rows(inputs: ReportInputs) -> list[Scored]:
     rows = [Scored(f"member:{n}", n, "member", n) for n in inputs.member_names]
     rows += [Scored(f"method:{m}", m, "method", METHOD_PREFIX + m) for m in inputs.methods]
-    rows.append(Scored("ensemble", "ensemble (calibrated)", "ensemble", ENSEMBLE_COLUMN))
+    rows.append(Scored("ensemble", "ensemble", "ensemble", ENSEMBLE_COLUMN))
     return rows
 
 
@@ -67,7 +70,8 @@ def compute(inputs: ReportInputs, data_root: Path) -> ReportContent:
     probs = oof[ENSEMBLE_COLUMN].to_numpy(dtype=float)
     ensemble_curve = f"ensemble ({inputs.ensemble.get('chosen_method', 'chosen')})"
     curves = {n: oof[n].to_numpy(dtype=float) for n in inputs.member_names}
-    curves[ensemble_curve] = probs
+    # ranking on the raw chosen score: pooled per-fold calibrators reorder pairs across folds
+    curves[ensemble_curve] = oof[RANKED_COLUMN].to_numpy(dtype=float)
     counts = numbers.confusion(labels, probs, THRESHOLD)
     labels_path = Path(data_root) / TEST_LABELS_FILE
     return ReportContent(
@@ -94,7 +98,7 @@ def compute(inputs: ReportInputs, data_root: Path) -> ReportContent:
 
 def roc_curve(labels: np.ndarray, scores) -> tuple[np.ndarray, np.ndarray, float]:
     """The curve thinned for drawing (≤ 500 points), and the AUC of the full curve."""
-    return (*numbers.thin(*numbers.roc_points(labels, scores)), numbers.auc(labels, scores))
+    return (*numbers.thin(*numbers.roc_points(labels, scores)), auc(labels, scores))
 
 
 def reliability_curves(inputs: ReportInputs, labels: np.ndarray) -> dict[str, pd.DataFrame]:

@@ -23,6 +23,7 @@ PAIR_COLUMNS = ("pair_id", "fold", "label", "kind", "family")
 METHOD_PREFIX = "ensemble_"
 ENSEMBLE_COLUMN = f"{METHOD_PREFIX}prob"
 SELECTED_COLUMN = f"{METHOD_PREFIX}selected"
+RANKED_COLUMN = f"{METHOD_PREFIX}ranked"
 ENSEMBLE_KEYS = (
     "members",
     "chosen_method",
@@ -54,7 +55,7 @@ class MemberInfo:
 @dataclass
 class ReportInputs:
     ensemble: dict[str, Any]  # reports/ensemble/metrics.json
-    oof: pd.DataFrame  # pair columns, one per member, ensemble_<method>, _selected, _prob
+    oof: pd.DataFrame  # pair columns, one per member, ensemble_<method>, _selected, _ranked, _prob
     members: dict[str, MemberInfo]  # in the ensemble's member order
     summary: dict[str, Any]  # reports/prepare/summary.json
     submission: pd.DataFrame  # img_pair, is_related
@@ -83,7 +84,7 @@ def load_inputs() -> ReportInputs:
                 f"{ensemble_path}: oof.{group} lacks {missing} ({_producer(ensemble_path)})"
             )
     columns = [*PAIR_COLUMNS, *names, *(METHOD_PREFIX + m for m in methods)]
-    columns += [SELECTED_COLUMN, ENSEMBLE_COLUMN]
+    columns += [SELECTED_COLUMN, RANKED_COLUMN, ENSEMBLE_COLUMN]
     return ReportInputs(
         ensemble=ensemble,
         oof=read_table(paths.ENSEMBLE_REPORTS_DIR / "oof.parquet", columns),

@@ -2,6 +2,7 @@
 
 Pure functions of arrays: ROC points, thresholds and accuracies, the confusion matrix and
 classification report, AUC per negative kind, reliability bins, correlations, the submission's AUC.
+The AUC and the best threshold are `kinship.metrics`' (the package has one of each).
 NumPy only: importing scikit-learn (and SciPy behind it) would cost the stage 1.5 s of its 4;
 the tests check every function here against scikit-learn.
 """
@@ -11,19 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kinship.metrics import accuracy, auc, best_threshold, roc_counts
+
 NEGATIVE_KINDS = ("cross_family", "in_family_nonkin")
 POSITIVE_KIND = "kin"
 CLASS_NAMES = {0: "not kin", 1: "kin"}
-
-
-def roc_counts(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False and true positives when every distinct score, high to low, is the threshold."""
-    scores = np.asarray(scores, dtype=float)
-    order = np.argsort(-scores, kind="stable")
-    ranked, hits = scores[order], (np.asarray(labels)[order] == 1)
-    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # end of each tie group
-    tps = np.cumsum(hits)[last]
-    return (last + 1) - tps, tps, ranked[last]
 
 
 def roc_points(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -47,30 +40,14 @@ def thin(fpr: np.ndarray, tpr: np.ndarray, step: float = 0.004) -> tuple[np.ndar
     return fpr[keep], tpr[keep]
 
 
-def auc(labels, scores) -> float:
-    """ROC AUC (ties count one half); NaN when only one class is present."""
-    fpr, tpr = roc_points(labels, scores)
-    if not (np.isfinite(fpr[-1]) and np.isfinite(tpr[-1])):
-        return float("nan")
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-
-
 def threshold_accuracy(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """Accuracy at 0.5, the accuracy-maximising threshold and its accuracy (optimistic: chosen
-    and scored on the same pairs). Vectorised: one pass over the ROC's thresholds, the same
-    answer as `kinship.metrics.best_threshold` without its cost quadratic in the pairs."""
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
-    at_half = float(np.mean((scores >= 0.5) == (labels == 1)))
-    if labels.min(initial=0) == labels.max(initial=0):
-        return {"accuracy_at_0.5": at_half, "best_threshold": 0.5, "accuracy_at_best": at_half}
-    fps, tps, thresholds = roc_counts(labels, scores)
-    negatives = int(len(labels) - np.sum(labels == 1))
-    correct = tps + (negatives - fps)
-    i = int(np.argmax(correct))
+    and scored on the same pairs; `kinship.metrics.best_threshold`)."""
+    threshold, best = best_threshold(labels, scores)
     return {
-        "accuracy_at_0.5": at_half,
-        "best_threshold": float(np.clip(thresholds[i], 0, 1)),
-        "accuracy_at_best": float(correct[i] / len(labels)),
+        "accuracy_at_0.5": accuracy(labels, scores, 0.5),
+        "best_threshold": threshold,
+        "accuracy_at_best": best,
     }
 
 

@@ -13,7 +13,7 @@ KIND_TITLES = {"cross_family": "cross-family", "in_family_nonkin": "in-family no
 
 
 def scores(inputs: ReportInputs, content: ReportContent) -> str:
-    """Members, methods and the calibrated ensemble side by side, all out of fold."""
+    """Members, methods and the ensemble side by side, all out of fold."""
     oof, chosen = inputs.ensemble["oof"], inputs.ensemble.get("chosen_method")
     headers = [
         "name",
@@ -166,7 +166,10 @@ def holdout(inputs: ReportInputs, content: ReportContent) -> str | None:
 
 
 def roc(svg: str) -> str:
-    caption = "Out-of-fold ROC curves of every member and of the calibrated ensemble."
+    caption = (
+        "Out-of-fold ROC curves of every member and of the ensemble's chosen score before "
+        "calibration (a monotone map at test time: it cannot change the ranking)."
+    )
     return h.section("roc", "ROC curves", h.figure(svg, caption, "roc-figure"))
 
 
