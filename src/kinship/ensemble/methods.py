@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kinship.ensemble.params import EnsembleParams
 from kinship.metrics import column_aucs
-from kinship.params import EnsembleParams
 
 EPS = 1e-6
 

@@ -13,11 +13,12 @@ from kinship import paths
 from kinship.ensemble.inputs import METHOD_PREFIX, EnsembleInputs, load_inputs
 from kinship.ensemble.methods import make_blender, user_weights
 from kinship.ensemble.nested import NestedResult, Recipe, Rows, nested, recalibrate
+from kinship.ensemble.params import EnsembleParams
 from kinship.ensemble.scores import split_report
 from kinship.ensemble.submission import build_submission, read_sample, write_submission
 from kinship.io import atomic_dir, atomic_file, write_json
 from kinship.metrics import auc, by_kind
-from kinship.params import EnsembleParams, Params
+from kinship.params import Params
 
 log = logging.getLogger(__name__)
 
