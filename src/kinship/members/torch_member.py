@@ -11,7 +11,8 @@ Mixed precision: with `mixed_precision` and CUDA, forward passes run under
 setting is ignored, as bfloat16 autocast there is slower than float32 on most CPUs.
 
 Subclasses supply `make_backbone` (a module with `out_features`), `preprocess`, and, when the
-architecture has published weights, `load_pretrained`; `check_params` rejects a bad config early.
+architecture has published weights, `load_pretrained`; the architecture's limits are checked by
+`MemberParams.check_model` (kinship.members.params), once, when the member is built.
 """
 
 from __future__ import annotations
