@@ -133,10 +133,16 @@ def test_train_stage_covers_member_modules():
     assert SRC / "kinship" / "members" / "torch_member.py" in closure
 
 
+COMMITTED_INPUTS = ("src/", "weights/", "params.yaml")
+"""Deps that git holds (code, weight folders, params); the others are earlier stages' outputs,
+absent or different in a fresh clone until `dvc repro` (or `dvc pull`) brings them."""
+
+
 def test_committed_dvc_lock_matches_code_and_params():
     """dvc.lock is committed (DVC's experiments and `dvc metrics diff` need it tracked) and must
-    record the committed code, commands and params: `dvc status` may find outputs missing (a fresh
-    clone has none), never a changed source file, command or param."""
+    record the committed code, commands and params: `dvc status` may find outputs and the
+    outputs-as-deps of later stages missing (a fresh clone has none), never a changed source file,
+    weight folder, command or param."""
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), "status", "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
@@ -148,7 +154,7 @@ def test_committed_dvc_lock_matches_code_and_params():
                 stale.setdefault(stage, []).append("command")
             elif isinstance(change, dict) and "changed deps" in change:
                 stale.setdefault(stage, []).extend(
-                    dep for dep in change["changed deps"] if not dep.startswith("data/")
+                    dep for dep in change["changed deps"] if dep.startswith(COMMITTED_INPUTS)
                 )
     stale = {stage: deps for stage, deps in stale.items() if deps}
     assert not stale, (
