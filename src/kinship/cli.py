@@ -39,6 +39,13 @@ stages, in DAG order:
   report      reports/index.html: a self-contained page comparing members and ensemble (tables,
               ROC, correlations, calibration, confusion matrix, data summary, test AUC if labelled)
 
+using the trained pipeline (the artefacts behind submission.csv; not stages):
+  predict     kinship predict PHOTO1 PHOTO2: are these two people related? Detects and crops the
+              faces, prints the ensemble's calibrated probability and each member's
+  evaluate    kinship evaluate PAIRS.csv: AUC (bootstrap interval), accuracy and Brier score on
+              your own labelled pairs (columns img1, img2, label)
+  serve       kinship serve: a web page and a JSON API (POST /api/v1/predict) for the same
+
 profiles (partial params files): `kinship profile profiles/fiw.yaml` switches params.yaml to the
 real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny test pipeline.
 """
@@ -56,10 +63,18 @@ COMMANDS: dict[str, str] = {
 """Stage subcommand -> "module:function", imported only when that stage runs: a stage loads its
 own modules alone, and dvc.yaml lists exactly those as its deps (tests/test_dvc_deps.py)."""
 
+TOOLS: dict[str, str] = {
+    "predict": "kinship.predictor:run_predict",
+    "evaluate": "kinship.evaluate:run_evaluate",
+    "serve": "kinship.serve.app:run_serve",
+}
+"""Subcommands that use the trained pipeline (models/) rather than run a stage: they read no
+params.yaml, only what the stages wrote."""
+
 
 def stage_handler(command: str):
     """Import and return the function behind a stage subcommand."""
-    module_name, function = COMMANDS[command].split(":")
+    module_name, function = {**COMMANDS, **TOOLS}[command].split(":")
     return getattr(importlib.import_module(module_name), function)
 
 
@@ -100,12 +115,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("ensemble", help="combine the members and write submission.csv")
     sub.add_parser("report", help="write reports/index.html (self-contained, no network)")
+    add_tools(sub)
     sub.add_parser("check-params", help="validate params.yaml (with any --profile) and exit")
     profile = sub.add_parser(
         "profile", help="merge a profile into params.yaml in place (comments kept), validated first"
     )
     profile.add_argument("file", type=Path, help="e.g. profiles/fiw.yaml")
     return parser
+
+
+def add_tools(sub) -> None:
+    """The subcommands that use the trained pipeline (TOOLS)."""
+    predict = sub.add_parser(
+        "predict", help="the probability that the people in two photos are related"
+    )
+    predict.add_argument("photos", nargs=2, type=Path, metavar="PHOTO", help="two image files")
+    add_detect_option(predict)
+    predict.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate = sub.add_parser(
+        "evaluate", help="score your own labelled pairs (CSV: img1, img2, label)"
+    )
+    evaluate.add_argument("pairs", type=Path, metavar="PAIRS.csv")
+    add_detect_option(evaluate)
+    evaluate.add_argument(
+        "--out", type=Path, help="also write each pair's probabilities to this CSV"
+    )
+    serve = sub.add_parser("serve", help="the web page and JSON API (POST /api/v1/predict)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, default=4, help="request threads")
+
+
+def add_detect_option(parser) -> None:
+    parser.add_argument(
+        "--no-detect",
+        dest="detect",
+        action="store_false",
+        help="take the images as already-cropped faces, like the dataset's (no face detection)",
+    )
 
 
 GLOBAL_OPTIONS = ("command", "params", "profile")
@@ -126,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             apply_profile(args.params, args.file)
             log.info("merged %s into %s", args.file, args.params)
             return 0
+        if args.command in TOOLS:
+            options = {k: v for k, v in vars(args).items() if k not in GLOBAL_OPTIONS}
+            return stage_handler(args.command)(**options) or 0
         params = load_params(args.params, args.profile)
         if args.command != "check-params":
             options = {k: v for k, v in vars(args).items() if k not in GLOBAL_OPTIONS}
