@@ -47,7 +47,8 @@ REQUIRED = {  # the import name of each dependency in pyproject.toml (dev too) a
     "pyarrow": "pyarrow", "scikit-learn": "sklearn", "scikit-image": "skimage",
     "lightgbm": "lightgbm", "scipy": "scipy", "pillow": "PIL", "pyyaml": "yaml",
     "ruamel.yaml": "ruamel.yaml", "tqdm": "tqdm", "threadpoolctl": "threadpoolctl",
-    "matplotlib": "matplotlib", "flask": "flask", "waitress": "waitress", "pytest": "pytest", "hypothesis": "hypothesis",
+    "matplotlib": "matplotlib", "flask": "flask", "waitress": "waitress", "pytest": "pytest",
+    "hypothesis": "hypothesis",
     "playwright": "playwright.sync_api", "facenet-pytorch": "facenet_pytorch",
 }  # fmt: skip
 
