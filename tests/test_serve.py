@@ -395,14 +395,11 @@ def test_security_headers_on_every_response(client, method, path):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def _files_in(directory: Path) -> set[str]:
-    return {str(p) for p in directory.rglob("*")}
-
-
 @pytest.mark.parametrize("request_class", ["in-memory", "flask-default"])
-def test_uploads_are_never_written_to_disk(fake, monkeypatch, request_class):
-    """A 2 MB upload is parsed without any temporary file. The same check on Flask's default
-    request (which spools files over 500 KB to disk) does see one: the check can fail."""
+def test_uploads_are_never_written_to_disk(fake, monkeypatch, tmp_path, request_class):
+    """A 2 MB upload is parsed without any temporary file (the tempfile functions are spied on,
+    and the temporary folder is a fresh one that must stay empty). The same check on Flask's
+    default request, which spools files over 500 KB to disk, does see one: the check can fail."""
     fake.limits = PhotoLimits(max_bytes=3 * MiB)
     app = create_app(fake)
     if request_class == "flask-default":
@@ -422,16 +419,17 @@ def test_uploads_are_never_written_to_disk(fake, monkeypatch, request_class):
         for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, spy(getattr(module, name)))
-    before = _files_in(Path(tempfile.gettempdir()))
-    big = noise_png(2_000_000)
-    form = files(("photo1", big), ("photo2", encode(sample("camera"))))
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    form = files(("photo1", noise_png(2_000_000)), ("photo2", encode(sample("camera"))))
     response = api(app.test_client(), form)
     assert response.status_code == 200
     if request_class == "flask-default":
         assert opened, "the spy sees werkzeug's temporary file"
         return
     assert opened == []
-    assert _files_in(Path(tempfile.gettempdir())) - before == set()
+    assert list(private.iterdir()) == []
 
 
 def test_run_serve_loads_once_and_keeps_bodies_in_memory(monkeypatch, fake):

@@ -85,10 +85,17 @@ def openapi_document(limits: PhotoLimits, max_body_bytes: int) -> dict:
                             "A field missing, sent twice, empty or unknown (the message lists "
                             "the expected fields), a photo sent as text, or a bad true/false"
                         ),
-                        "413": _error(
-                            f"The body is over {max_body_bytes:,} bytes, or a photo over "
-                            f"{photo_mib}"
-                        ),
+                        "413": {
+                            "description": f"A photo is over {photo_mib} (JSON, `field` names "
+                            f"it), or the body is over {max_body_bytes:,} bytes: the server "
+                            "refuses that before reading it, in plain text",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Error"}
+                                },
+                                "text/plain": {"schema": {"type": "string"}},
+                            },
+                        },
                         "415": _error("The body is not multipart/form-data"),
                         "422": _error(
                             f"A photo is not an image, is corrupt, has over {pixels} pixels, or "
