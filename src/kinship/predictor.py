@@ -365,8 +365,9 @@ def is_frozen(directory: Path, name: str) -> bool:
 
 def run_predict(photos: list[Path], detect: bool = True, as_json: bool = False) -> int:
     """`kinship predict PHOTO1 PHOTO2`."""
+    data = [photo_bytes(p)[0] for p in photos]  # a missing file fails before the models load
     predictor = Predictor.load()
-    result = predictor.predict(*photos, detect=detect, names=[str(p) for p in photos])
+    result = predictor.predict(*data, detect=detect, names=[str(p) for p in photos])
     if as_json:
         print(json.dumps({**result.to_json(), "trained_on": predictor.info()}, indent=2))
         return 0
