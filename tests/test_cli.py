@@ -9,15 +9,16 @@ from pathlib import Path
 import yaml
 from fiwfixtures import quirky_fiw
 
-from kinship.cli import COMMANDS, build_parser, stage_handler
+from kinship.cli import COMMANDS, TOOLS, build_parser, stage_handler
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_every_stage_subcommand_has_a_handler():
+def test_every_subcommand_has_a_handler():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(COMMANDS) == set(sub.choices) - {"check-params", "profile"}
-    for command in COMMANDS:
+    assert set(COMMANDS) | set(TOOLS) == set(sub.choices) - {"check-params", "profile"}
+    assert not set(COMMANDS) & set(TOOLS)
+    for command in [*COMMANDS, *TOOLS]:
         assert callable(stage_handler(command))
 
 

@@ -32,6 +32,8 @@ stages, in DAG order:
   cache       decode every image once at one input size into data/cache/<size>.npy
   embed       dlib's frozen face models once per image: 128-d descriptors (and of the mirror
               image with embed.flip) and 68 landmarks (data/embeddings/, reports/embed/)
+  crop_spec   measure, with the MTCNN face detector, how the training images frame a face, so
+              that `kinship predict` crops ordinary photos alike (data/crop_spec.json)
   train       train one member on every fold (build once, reset weights per fold), writing
               out-of-fold, holdout and test predictions, checkpoints, metrics and curves;
               `--fold K` trains one fold alone (one per GPU/machine), `--collect` merges them
@@ -56,6 +58,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "kinship.prepare:run_prepare",
     "cache": "kinship.cache:run_cache",
     "embed": "kinship.embed:run_embed",
+    "crop_spec": "kinship.faces:run_crop_spec",
     "train": "kinship.train_stage:run_train",
     "ensemble": "kinship.ensemble.stage:run_ensemble",
     "report": "kinship.report.stage:run_report",
@@ -100,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cache.add_argument("--size", type=int, required=True, help="one of params cache.sizes")
     sub.add_parser("embed", help="dlib descriptors and landmarks once per image (data/embeddings/)")
+    sub.add_parser(
+        "crop_spec", help="measure how the training images frame a face (data/crop_spec.json)"
+    )
     train = sub.add_parser("train", help="train one member (all folds, or one with --fold)")
     train.add_argument("--member", dest="name", required=True, help="a key of params.yaml members")
     which = train.add_mutually_exclusive_group()
@@ -131,7 +137,9 @@ def add_tools(sub) -> None:
     )
     predict.add_argument("photos", nargs=2, type=Path, metavar="PHOTO", help="two image files")
     add_detect_option(predict)
-    predict.add_argument("--json", action="store_true", help="print the result as JSON")
+    predict.add_argument(
+        "--json", dest="as_json", action="store_true", help="print the result as JSON"
+    )
     evaluate = sub.add_parser(
         "evaluate", help="score your own labelled pairs (CSV: img1, img2, label)"
     )

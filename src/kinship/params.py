@@ -121,6 +121,27 @@ class EmbedParams:
 
 
 @dataclass(frozen=True)
+class CropParams:
+    """How the crop_spec stage measures the training images' framing of a face (`kinship.faces`),
+    which `kinship predict` and `kinship serve` reproduce on ordinary photos."""
+
+    sample: int = 200
+    """Training images the detector runs on (a seeded sample)."""
+    seed: int = 0
+    min_confidence: float = 0.9
+    """MTCNN's confidence a face needs, when measuring and when predicting."""
+
+    def __post_init__(self) -> None:
+        check(self.sample >= 10, "crop.sample", "an integer >= 10", self.sample)
+        check(
+            0 < self.min_confidence < 1,
+            "crop.min_confidence",
+            "a number in (0, 1)",
+            self.min_confidence,
+        )
+
+
+@dataclass(frozen=True)
 class TrainParams:
     inner_fraction: float = 0.2
     """Share of the training folds' families held out (family-disjoint) to drive checkpoint
@@ -159,6 +180,7 @@ class Params:
     pairs: PairParams = field(default_factory=PairParams)
     cache: CacheParams = field(default_factory=CacheParams)
     embed: EmbedParams = field(default_factory=EmbedParams)
+    crop: CropParams = field(default_factory=CropParams)
     train: TrainParams = field(default_factory=TrainParams)
     members: dict[str, MemberParams] = field(default_factory=dict)
     frozen_members: dict[str, FrozenMemberParams] = field(default_factory=dict)

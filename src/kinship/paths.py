@@ -31,6 +31,10 @@ TEST_LABELS_TABLE = PREPARED_DIR / "test_labels.parquet"
 PREPARE_SUMMARY = REPORTS_DIR / "prepare" / "summary.json"
 CACHE_REPORTS_DIR = REPORTS_DIR / "cache"
 EMBED_REPORT = REPORTS_DIR / "embed" / "dlib.json"
+CROP_SPEC = Path("data/crop_spec.json")
+"""How the training images frame a face (the crop_spec stage; `kinship.faces`)."""
+CROP_FILE = "crop.json"
+"""A member's copy of the crop spec, at its own input size, in models/<member>/."""
 SUBMISSION_FILE = Path("submission.csv")
 ENSEMBLE_MODELS_DIR = MODELS_DIR / "ensemble"
 ENSEMBLE_REPORTS_DIR = REPORTS_DIR / "ensemble"

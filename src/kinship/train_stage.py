@@ -294,6 +294,7 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     for path, table in outputs.items():
         with atomic_file(path, "wb") as fh:
             table.to_parquet(fh, index=False)
+    write_crop_spec(name, params)
     metrics = member_metrics(name, params, prepared, oof, holdout)
     metrics["unscorable_pairs"] = {
         split: int((~table["scorable"]).sum())
@@ -304,6 +305,23 @@ def collect(name: str, params: Params, prepared: Prepared) -> dict:
     write_json(report_dir / "timing.json", {"member": name, "folds": timings})
     log.info("%s: OOF auc %.4f %s", name, metrics["oof"]["auc"], metrics["oof"]["auc_ci95"])
     return metrics
+
+
+def write_crop_spec(name: str, params: Params) -> None:
+    """`models/<member>/crop.json`: the crop_spec stage's measure of how the training images frame
+    a face, with this member's own input (`kinship predict` crops ordinary photos by it)."""
+    if not paths.CROP_SPEC.is_file():
+        raise FileNotFoundError(f"{paths.CROP_SPEC}: missing (run `dvc repro crop_spec`)")
+    spec = json.loads(paths.CROP_SPEC.read_text())
+    if name in params.members:
+        spec["input_size"] = params.members[name].input_size
+        spec["then"] = "resized to input_size as the image cache resizes the training images"
+    else:
+        spec["then"] = (
+            f"dlib's face box (embed.face_box: {params.embed.face_box}) and 5-point alignment "
+            "inside the crop, as the embed stage on the training images"
+        )
+    write_json(paths.MODELS_DIR / name / paths.CROP_FILE, spec)
 
 
 def _fold_path(name: str, fold: int, key: str) -> Path:

@@ -17,7 +17,7 @@ from kinship.ensemble.params import EnsembleParams
 from kinship.ensemble.scores import split_report
 from kinship.ensemble.submission import build_submission, read_sample, write_submission
 from kinship.io import atomic_dir, atomic_file, write_json
-from kinship.metrics import auc, by_kind
+from kinship.metrics import auc, best_threshold, by_kind
 from kinship.params import Params
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def _run(params: Params) -> dict:
     tables = score_tables(inputs, result, holdout_probs)
     best = max(names, key=lambda n: member_auc[n])
     metrics = ensemble_metrics(inputs, result, ep, tables, best)
-    write_models(result, ep, names)
+    write_models(result, ep, names, model_card(params, inputs, result, metrics, member_auc))
     for name in TABLES:
         with atomic_file(REPORTS_DIR / f"{name}.parquet", "wb") as fh:
             tables[name].to_parquet(fh, index=False)
@@ -220,8 +220,49 @@ def weight_sets(result: NestedResult, ep: EnsembleParams, names: list[str]) -> d
     return weights
 
 
-def write_models(result: NestedResult, ep: EnsembleParams, names: list[str]) -> None:
-    """The test-time ensemble: `calibrator.predict(blender.predict(X))`, X = pairs × members."""
+def model_card(params: Params, inputs: EnsembleInputs, result, metrics: dict, member_auc) -> dict:
+    """What `kinship predict` and `kinship serve` tell a user about the models: the data they were
+    trained on, their scores, and the decision threshold (the calibrated probability that is most
+    accurate on the OOF pairs)."""
+    images = pd.read_parquet(paths.IMAGES_TABLE, columns=["family", "split"])
+    train = images[images["split"] == "train"]
+    root = params.data.root_path
+    threshold, accuracy = best_threshold(inputs.labels, result.calibrated)
+    holdout = metrics.get("holdout", {})
+    members = {}
+    for j, name in enumerate(inputs.members):
+        h_auc = None
+        if len(inputs.holdout_pairs):
+            h_auc = round(auc(inputs.holdout_pairs["label"].to_numpy(), inputs.holdout[:, j]), 6)
+        members[name] = {
+            "model": params.member_info(name)["model"],
+            "oof_auc": round(member_auc[name], 6),
+            "holdout_auc": h_auc,
+        }
+    return {
+        "trained_on": {
+            "data_root": str(root),
+            "synthetic": root.resolve() == paths.SYNTHETIC_DIR.resolve(),
+            "families": int(train["family"].nunique()),
+            "images": int(len(train)),
+        },
+        "scores": {
+            "oof_auc": metrics["oof"]["ensemble"]["auc"],
+            "oof_auc_ci95": metrics["oof"]["ensemble"]["auc_ci95"],
+            "holdout_auc": holdout.get("ensemble", {}).get("auc"),
+            "members": members,
+        },
+        "threshold": {
+            "probability": round(float(threshold), 6),
+            "chosen_on": "oof",
+            "oof_accuracy": round(float(accuracy), 6),
+        },
+    }
+
+
+def write_models(result: NestedResult, ep: EnsembleParams, names: list[str], card: dict) -> None:
+    """The test-time ensemble: `calibrator.predict(blender.predict(X))`, X = pairs × members;
+    with the model card (`model_card`) in ensemble.json."""
     final = result.final
     with atomic_dir(MODELS_DIR) as tmp:
         model = {
@@ -240,5 +281,6 @@ def write_models(result: NestedResult, ep: EnsembleParams, names: list[str]) -> 
                 "fitted": {m: b.describe() for m, b in final.blenders.items()},
                 "calibrator": final.calibrator.describe(),
                 "weights": weight_sets(result, ep, names),
+                **card,
             },
         )

@@ -86,3 +86,15 @@ def pair_features(a: np.ndarray, b: np.ndarray, names: list[str]) -> np.ndarray:
     if unknown:
         raise ValueError(f"unknown pair feature {unknown[0]!r}; valid: {', '.join(PAIR_FEATURES)}")
     return np.concatenate([PAIR_FEATURES[n](a, b) for n in names], axis=1).astype(np.float32)
+
+
+def view_mean(features: np.ndarray, rows: np.ndarray, tta_flip: bool) -> np.ndarray:
+    """Each row's feature vector for prediction: the mean over its views (the image and its
+    mirror image) under `tta_flip`, the image's own view otherwise."""
+    views = features.shape[1] if tta_flip else 1
+    return features[rows, :views].mean(axis=1)
+
+
+def symmetric_scores(head, a: np.ndarray, b: np.ndarray, names: list[str]) -> np.ndarray:
+    """A head's probabilities for pairs of vectors: the mean of (a, b) and (b, a)."""
+    return (head.predict(pair_features(a, b, names)) + head.predict(pair_features(b, a, names))) / 2

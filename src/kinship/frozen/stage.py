@@ -24,7 +24,7 @@ import numpy as np
 
 from kinship.embed import Embeddings
 from kinship.fold_files import finish_fold, partial_dir
-from kinship.frozen.features import image_features, pair_features
+from kinship.frozen.features import image_features, pair_features, symmetric_scores, view_mean
 from kinship.frozen.heads import create_head
 from kinship.io import atomic_dir, write_json
 from kinship.pairs import training_pairs
@@ -63,20 +63,18 @@ class FrozenTrainer:
     def vectors(self, rows: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Features of cache rows: a random view each (training, `rng` given) or, for
         prediction, the mean over the views under `tta_flip` (the image itself otherwise)."""
-        views = self.features.shape[1] if self.fp.tta_flip else 1
         if rng is not None:
+            views = self.features.shape[1] if self.fp.tta_flip else 1
             return self.features[rows, rng.integers(views, size=len(rows))]
-        return self.features[rows, :views].mean(axis=1)
+        return view_mean(self.features, rows, self.fp.tta_flip)
 
     def predict(self, head, rows1: np.ndarray, rows2: np.ndarray) -> np.ndarray:
         """Symmetric probabilities: the mean of score(a, b) and score(b, a)."""
         if len(rows1) == 0:
             return np.zeros(0)
-        a, b = self.vectors(rows1), self.vectors(rows2)
-        names = self.fp.pair_features
-        return (
-            head.predict(pair_features(a, b, names)) + head.predict(pair_features(b, a, names))
-        ) / 2
+        return symmetric_scores(
+            head, self.vectors(rows1), self.vectors(rows2), self.fp.pair_features
+        )
 
     def train_fold(self, fold: int, resume: bool = False) -> None:
         """Fit the head of every seed on one fold; write checkpoints, predictions and timing,
