@@ -180,15 +180,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def kinship_serve(root: Path, env: dict[str, str], threads: int = 4, timeout: float = 600):
-    """`kinship serve` running in the workspace `root` on a free loopback port; yields
-    (base URL, process). Waits for /healthz; the process is terminated on exit."""
+def kinship_serve(root: Path, env: dict[str, str], log: Path, timeout: float = 600):
+    """`kinship serve` running in the workspace `root` on a free loopback port, its output in
+    `log`; yields (base URL, process) once /healthz answers; terminated on exit."""
     port = free_port()
-    log = root / f"serve-{port}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kinship.cli", "serve", "--port", str(port),
-             "--threads", str(threads)],
+            [sys.executable, "-m", "kinship.cli", "serve", "--port", str(port)],
             cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -433,11 +433,9 @@ def test_uploads_are_never_written_to_disk(fake, monkeypatch, tmp_path, request_
 
 
 def test_run_serve_loads_once_and_keeps_bodies_in_memory(monkeypatch, fake):
-    import waitress
-
     from kinship import predictor
 
-    loads, served = [], {}
+    loads, ran = [], []
 
     class Loader:
         @staticmethod
@@ -446,11 +444,22 @@ def test_run_serve_loads_once_and_keeps_bodies_in_memory(monkeypatch, fake):
             return fake
 
     monkeypatch.setattr(predictor, "Predictor", Loader, raising=False)
-    monkeypatch.setattr(waitress, "serve", lambda app, **kw: served.update(app=app, **kw))
+    real_server = serve_app.waitress_server
+
+    def server(app, host, port, threads):
+        built = real_server(app, host, 0, threads)  # a free port, never run
+        monkeypatch.setattr(built, "run", lambda: ran.append((app, host, port, threads)))
+        servers.append(built)
+        return built
+
+    servers = []
+    monkeypatch.setattr(serve_app, "waitress_server", server)
     assert serve_app.run_serve(host="127.0.0.1", port=8123, threads=3) == 0
     assert loads == [Path(".")]
-    assert isinstance(served["app"], flask.Flask)
-    assert (served["host"], served["port"], served["threads"]) == ("127.0.0.1", 8123, 3)
-    assert served["max_request_body_size"] == body_limit(SMALL)
-    assert served["inbuf_overflow"] > served["max_request_body_size"]
-    assert served["app"].config["MAX_CONTENT_LENGTH"] == body_limit(SMALL)
+    app, *where = ran[0]
+    assert isinstance(app, flask.Flask) and where == ["127.0.0.1", 8123, 3]
+    adjustments = servers[0].adj
+    assert adjustments.max_request_body_size == body_limit(SMALL)
+    assert app.config["MAX_CONTENT_LENGTH"] == body_limit(SMALL)
+    assert adjustments.inbuf_overflow > adjustments.max_request_body_size
+    assert adjustments.threads == 3

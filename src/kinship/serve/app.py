@@ -233,27 +233,44 @@ def png_base64(crop: np.ndarray) -> str:
 
 def run_serve(host: str = "127.0.0.1", port: int = 8000, threads: int = 4) -> int:
     """`kinship serve`: load the trained pipeline in the current directory once, then serve the
-    page and the API with waitress (blocks until interrupted)."""
-    import waitress
-
+    page and the API with waitress until interrupted."""
     from kinship.predictor import Predictor
 
-    predictor = Predictor.load(Path("."))
-    app = create_app(predictor)
+    app = create_app(Predictor.load(Path(".")))
     log_loaded(app.extensions["kinship"])
-    limit = body_limit(predictor.limits)
-    log.info("serving on http://%s:%d/ with %d threads (API: /api/v1/predict)", host, port, threads)
-    waitress.serve(
+    server = waitress_server(app, host, port, threads)
+    log.info(
+        "serving on http://%s:%d/ with %d threads (API: POST /api/v1/predict)",
+        host,
+        server.effective_port,
+        threads,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        log.info("stopped")
+    finally:
+        server.close()
+    return 0
+
+
+def waitress_server(app: flask.Flask, host: str, port: int, threads: int):
+    """A waitress server for the app that refuses bodies over the app's limit before reading
+    them, and keeps whole requests and responses in memory (waitress buffers anything beyond
+    `inbuf_overflow` / `outbuf_overflow` in a temporary file)."""
+    import waitress
+
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    return waitress.create_server(
         app,
         host=host,
         port=port,
         threads=threads,
         max_request_body_size=limit,
-        inbuf_overflow=limit + MiB,  # whole bodies stay in memory, never in a temporary file
-        outbuf_overflow=4 * limit,  # responses (with the crops) too
+        inbuf_overflow=limit + MiB,
+        outbuf_overflow=4 * limit,
         ident="kinship",
     )
-    return 0
 
 
 def log_loaded(svc: Service) -> None:
