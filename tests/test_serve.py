@@ -322,6 +322,12 @@ def test_page_has_the_form_the_training_summary_and_no_external_asset(client):
     assert "<script" not in html
 
 
+def test_head_requests_are_answered_like_gets(client):
+    for path in ("/", "/healthz", "/api/v1/info"):
+        response = client.head(path)
+        assert response.status_code == 200 and response.data == b"", path
+
+
 def test_page_without_synthetic_data_has_no_warning():
     app = create_app(FakePredictor(SMALL, synthetic=False))
     html = app.test_client().get("/").get_data(as_text=True)
@@ -432,7 +438,7 @@ def test_uploads_are_never_written_to_disk(fake, monkeypatch, tmp_path, request_
     assert list(private.iterdir()) == []
 
 
-def test_run_serve_loads_once_and_keeps_bodies_in_memory(monkeypatch, fake):
+def test_run_serve_loads_once_and_keeps_bodies_in_memory(monkeypatch, fake, caplog):
     from kinship import predictor
 
     loads, ran = [], []
@@ -454,7 +460,12 @@ def test_run_serve_loads_once_and_keeps_bodies_in_memory(monkeypatch, fake):
 
     servers = []
     monkeypatch.setattr(serve_app, "waitress_server", server)
-    assert serve_app.run_serve(host="127.0.0.1", port=8123, threads=3) == 0
+    with caplog.at_level("INFO", logger="kinship.serve"):
+        assert serve_app.run_serve(host="127.0.0.1", port=8123, threads=3) == 0
+    messages = [record.getMessage() for record in caplog.records]  # each formats
+    assert any(m.startswith("loaded 2 members (siamese_cnn = siamese_cnn") for m in messages)
+    assert any("SYNTHETIC" in m for m in messages)
+    assert any(m.startswith("serving on http://127.0.0.1:") for m in messages)
     assert loads == [Path(".")]
     app, *where = ran[0]
     assert isinstance(app, flask.Flask) and where == ["127.0.0.1", 8123, 3]

@@ -91,7 +91,7 @@ def create_app(predictor) -> flask.Flask:
 def page():
     """GET: the upload form. POST: score the pair and show the result, or the form again with
     what was wrong (4xx)."""
-    if flask.request.method == "GET":
+    if flask.request.method != "POST":  # GET, or HEAD
         return render_page()
     svc = service()
     try:
@@ -240,7 +240,7 @@ def run_serve(host: str = "127.0.0.1", port: int = 8000, threads: int = 4) -> in
     log_loaded(app.extensions["kinship"])
     server = waitress_server(app, host, port, threads)
     log.info(
-        "serving on http://%s:%d/ with %d threads (API: POST /api/v1/predict)",
+        "serving on http://%s:%s/ with %d threads (API: POST /api/v1/predict)",
         host,
         server.effective_port,
         threads,
