@@ -8,34 +8,19 @@ that name the field (JSON on the API, the form again on the page), never a 500.
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import flask
-import numpy as np
-from PIL import Image
 from werkzeug.exceptions import HTTPException
 
-from kinship.photos import MiB, PhotoError, PhotoLimits
-from kinship.serve.openapi import openapi_document
-from kinship.serve.uploads import (
-    FIELD_LIMIT,
-    MAX_PARTS,
-    PHOTO_FIELDS,
-    InMemoryRequest,
-    UploadError,
-    body_limit,
-    parse_bool,
-    read_form,
-)
+from kinship.photos import MiB
+from kinship.serve import api
+from kinship.serve.page import page, render_page
+from kinship.serve.service import Service, service
+from kinship.serve.uploads import FIELD_LIMIT, MAX_PARTS, InMemoryRequest, body_limit
 
 log = logging.getLogger("kinship.serve")
-
-API_OPTIONS = ("detect", "crops")
-PAGE_OPTIONS = ("cropped",)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -47,19 +32,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-
-
-@dataclass(frozen=True)
-class Service:
-    """What every request reads, fixed when the app is built: the predictor and its summary."""
-
-    predictor: object
-    info: dict
-    limits: PhotoLimits
-
-
-def service() -> Service:
-    return flask.current_app.extensions["kinship"]
 
 
 def create_app(predictor) -> flask.Flask:
@@ -76,119 +48,13 @@ def create_app(predictor) -> flask.Flask:
     app.json.sort_keys = False  # keep each object's documented order
     app.extensions["kinship"] = Service(predictor, predictor.info(), limits)
     app.add_url_rule("/", "page", page, methods=["GET", "POST"])
-    app.add_url_rule("/healthz", "healthz", healthz)
-    app.add_url_rule("/api/v1/predict", "api_predict", api_predict, methods=["POST"])
-    app.add_url_rule("/api/v1/info", "api_info", api_info)
-    app.add_url_rule("/api/v1/openapi.json", "api_openapi", api_openapi)
+    app.add_url_rule("/healthz", "healthz", api.healthz)
+    app.add_url_rule("/api/v1/predict", "api_predict", api.api_predict, methods=["POST"])
+    app.add_url_rule("/api/v1/info", "api_info", api.api_info)
+    app.add_url_rule("/api/v1/openapi.json", "api_openapi", api.api_openapi)
     app.register_error_handler(HTTPException, http_error)
     app.after_request(security_headers)
     return app
-
-
-# --- the page ----------------------------------------------------------------------------------
-
-
-def page():
-    """GET: the upload form. POST: score the pair and show the result, or the form again with
-    what was wrong (4xx)."""
-    if flask.request.method != "POST":  # GET, or HEAD
-        return render_page()
-    svc = service()
-    try:
-        photos, values = read_form(flask.request, PAGE_OPTIONS, svc.limits)
-        cropped = parse_bool("cropped", values.get("cropped"), default=False)
-    except UploadError as err:
-        return render_page(error=err.message), err.status
-    try:
-        prediction = svc.predictor.predict(
-            *(photos[n].data for n in PHOTO_FIELDS), detect=not cropped, names=PHOTO_FIELDS
-        )
-    except PhotoError as err:
-        label = f"{err.photo} ({photos[err.photo].shown_name})" if err.photo in photos else ""
-        return render_page(error=f"{label or err.photo}: {err.reason}"), 422
-    faces = [
-        {
-            "field": name,
-            "filename": photos[name].shown_name,
-            "src": "data:image/png;base64," + png_base64(face.crop),
-            "face": face,
-        }
-        for name, face in zip(PHOTO_FIELDS, prediction.faces, strict=True)
-    ]
-    response = flask.make_response(render_page(result=prediction, faces=faces, detect=not cropped))
-    response.headers["Cache-Control"] = "no-store"  # it shows the user's faces
-    return response
-
-
-def render_page(**context) -> str:
-    svc = service()
-    return flask.render_template(
-        "page.html",
-        info=svc.info,
-        limits={
-            "max_mib": f"{svc.limits.max_bytes / MiB:g}",
-            "max_megapixels": f"{svc.limits.max_pixels / 1e6:g}",
-        },
-        **context,
-    )
-
-
-# --- the API -----------------------------------------------------------------------------------
-
-
-def api_predict():
-    svc = service()
-    try:
-        photos, values = read_form(flask.request, API_OPTIONS, svc.limits)
-        detect = parse_bool("detect", values.get("detect"), default=True)
-        crops = parse_bool("crops", values.get("crops"), default=False)
-    except UploadError as err:
-        return json_error(err.status, err.field, err.message)
-    try:
-        prediction = svc.predictor.predict(
-            *(photos[n].data for n in PHOTO_FIELDS), detect=detect, names=PHOTO_FIELDS
-        )
-    except PhotoError as err:
-        return json_error(422, err.photo, str(err))
-    body = prediction.to_json()
-    if crops:
-        for face_json, face in zip(body["faces"], prediction.faces, strict=True):
-            face_json["crop_png_base64"] = png_base64(face.crop)
-    body["trained_on"] = trained_on(svc.info)
-    response = flask.jsonify(body)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def api_info():
-    svc = service()
-    return flask.jsonify({**svc.info, "limits": limits_json(svc.limits)})
-
-
-def api_openapi():
-    svc = service()
-    return flask.jsonify(openapi_document(svc.limits, body_limit(svc.limits)))
-
-
-def healthz():
-    return flask.jsonify({"status": "ok"})
-
-
-def trained_on(info: dict) -> dict:
-    """What the models were trained on, as the API's predictions carry it."""
-    return {"dataset": info["dataset"], "ensemble": info["ensemble"]}
-
-
-def limits_json(limits: PhotoLimits) -> dict:
-    return {
-        "max_photo_bytes": limits.max_bytes,
-        "max_photo_pixels": limits.max_pixels,
-        "max_body_bytes": body_limit(limits),
-    }
-
-
-def json_error(status: int, field: str | None, message: str):
-    return flask.jsonify({"error": {"status": status, "field": field, "message": message}}), status
 
 
 # --- every response ----------------------------------------------------------------------------
@@ -210,7 +76,7 @@ def http_error(err: HTTPException):
         log.error("internal error on %s %s", flask.request.method, flask.request.path)
         message = "internal error (logged on the server)"
     if flask.request.path.startswith("/api/"):
-        return json_error(status, None, message)
+        return api.json_error(status, None, message)
     if flask.request.path == "/" and flask.request.method == "POST":
         return render_page(error=message), status
     return err
@@ -219,13 +85,6 @@ def http_error(err: HTTPException):
 def security_headers(response: flask.Response) -> flask.Response:
     response.headers.update(SECURITY_HEADERS)
     return response
-
-
-def png_base64(crop: np.ndarray) -> str:
-    """A uint8 RGB image as base64 PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8)).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 # --- kinship serve -----------------------------------------------------------------------------
