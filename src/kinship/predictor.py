@@ -81,7 +81,7 @@ class Photo:
         self.face: Detection | None = None
         self.faces_found = 0
         self.notes: list[str] = []
-        self._sizes: dict[tuple, np.ndarray] = {}
+        self._sizes: dict[tuple, object] = {}  # what each member takes, made once
         if detect:
             self.image = read_photo(data, name, limits)
             faces = detector.detect(self.image)
@@ -120,6 +120,15 @@ class Photo:
                 self._sizes[key] = self._decode(read_rgb)
             else:
                 self._sizes[key] = spec.crop(self.image, self.face)
+        return self._sizes[key]
+
+    def described(self, spec: CropSpec, embed, dlib_models):
+        """dlib's descriptors and landmarks of the face (shared by the dlib members)."""
+        from kinship.embed import describe
+
+        key = ("described", spec.scale, spec.offset_x, spec.offset_y, spec.output_size, embed)
+        if key not in self._sizes:
+            self._sizes[key] = describe(self.for_dlib(spec), embed, dlib_models)
         return self._sizes[key]
 
     def _decode(self, read) -> np.ndarray:
@@ -206,10 +215,10 @@ class FrozenMemberModels:
             self.folds.append(heads)
 
     def predict(self, photos: list[Photo], rows1: np.ndarray, rows2: np.ndarray) -> np.ndarray:
-        from kinship.embed import Embeddings, describe
+        from kinship.embed import Embeddings
         from kinship.frozen.features import image_features, symmetric_scores, view_mean
 
-        described = [describe(p.for_dlib(self.spec), self.embed, self.dlib) for p in photos]
+        described = [p.described(self.spec, self.embed, self.dlib) for p in photos]
         embeddings = Embeddings(
             np.stack([d.descriptors for d in described]),
             np.stack([d.landmarks for d in described]),
