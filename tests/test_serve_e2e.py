@@ -221,14 +221,14 @@ LOCAL_ONLY_ARGS = [
 
 
 @pytest.fixture
-def browser(tmp_path, served):
+def browser(tmp_path, request):
     """Debian's Chromium through playwright (never a downloaded browser), headless, with a fresh
     profile; requests anywhere but the server are aborted and listed. Skips without Chromium."""
     from playwright import sync_api
 
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (`make setup` does)")
-    url, _ = served
+    url, _ = request.getfixturevalue("served")  # after the skip: no server without a browser
     elsewhere: list[str] = []
 
     def only_the_server(route):
