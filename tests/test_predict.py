@@ -84,6 +84,7 @@ def test_detector_counts_the_faces_of_the_test_photos(detector):
     assert len(two) == 2 and two[0].area >= two[1].area
     assert detector.detect(skdata.coffee()) == []
     assert detector.detect(skdata.chelsea()) == []
+    assert detector.detect(np.zeros((1, 10000, 3), np.uint8)) == []  # too thin for MTCNN's net
 
 
 def training_like_crops(photo, face: Detection, scale: float, dx: float, dy: float, sizes):

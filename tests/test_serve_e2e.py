@@ -108,15 +108,11 @@ def test_too_many_pixels_is_a_422_before_decoding(client, photos):
     assert "9000×9000 pixels is over the limit of 40,000,000 pixels" in error["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kinship.faces.FaceDetector: MTCNN raises ValueError (torch.cat of no tensors) when "
-    "a photo's short side scales below its 12 px net; should be a PhotoError (reported to main)",
-)
 def test_a_photo_one_pixel_high_is_a_422_not_a_500(client, photos):
     strip = encode(np.zeros((1, 10000, 3), np.uint8), "PNG")
     response = predict(client, strip, photos["camera"])
     assert response.status_code == 422
+    assert response.get_json()["error"]["message"].startswith("photo1: no face found")
 
 
 def test_without_detection_the_api_reproduces_the_submission(client, ci_pipeline):

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 DETECTOR = "mtcnn"
 DETECT_MIN_SIDE = 160  # smaller images are upscaled before detection (MTCNN's smallest face: 20 px)
 DETECT_MAX_SIDE = 1024  # larger ones downscaled: detection cost grows with the pixels
+MTCNN_MIN_SIDE = 12  # MTCNN's first net's input: a smaller image cannot hold a face (and errs)
 MIN_MEASURED = 10  # fewer detected training faces than this: the framing cannot be measured
 
 
@@ -70,6 +71,8 @@ class FaceDetector:
         height, width = image.shape[:2]
         upscale = max(DETECT_MIN_SIDE / min(height, width), 1.0)
         scale = min(upscale, DETECT_MAX_SIDE / max(height, width))
+        if min(height, width) * scale < MTCNN_MIN_SIDE:  # a strip: no face fits MTCNN's net
+            return []
         pil = Image.fromarray(image)
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
