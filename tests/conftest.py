@@ -46,6 +46,17 @@ def run(cmd: list[str], cwd: Path, timeout: float = 1800) -> subprocess.Complete
     return proc
 
 
+def write_crop_spec(output_size: int) -> None:
+    """The crop_spec stage's output, as the train stages read it (for tests that train without
+    running that stage: its measure is tested in tests/test_predict.py)."""
+    from kinship import paths
+    from kinship.faces import CropSpec
+    from kinship.io import write_json
+
+    spec = CropSpec("mtcnn", 0.9, 1.6, 0.0, 0.0, output_size, 200, 150, (1.5, 1.7))
+    write_json(paths.CROP_SPEC, spec.to_json())
+
+
 OUTPUT_DIRS = ("data/", "models/", "reports/", "submission.csv")
 """Pipeline outputs (DVC writes them; a copy must not carry a workspace's stale ones)."""
 

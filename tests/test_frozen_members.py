@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, write_crop_spec
 
 from kinship import paths
 from kinship.embed import write_embeddings
@@ -107,6 +107,7 @@ def frozen_workspace(tmp_path, monkeypatch):
     )
     bad = [{"row": 3, "image": images["image"].iat[3], "error": "test"}]
     write_json(paths.EMBED_REPORT, {"images": len(images), "bad_images": 1, "bad": bad})
+    write_crop_spec(output_size=32)
     raw = {
         "folds": {"k": 2},
         "pairs": {"in_family_nonkin_ratio": 0.5},

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import write_crop_spec
 
 from kinship import paths, training
 from kinship.cache import build_cache
@@ -135,6 +136,7 @@ def numpy_pipeline(tmp_path, monkeypatch):
     images = pd.read_parquet(paths.IMAGES_TABLE)
     report = build_cache(images, paths.SYNTHETIC_DIR, SIZE, paths.cache_file(SIZE), 0.0, workers=1)
     write_json(paths.CACHE_REPORTS_DIR / f"{SIZE}.json", report)
+    write_crop_spec(output_size=SIZE)
     raw = {
         "cache": {"sizes": [SIZE]},
         "folds": {"k": 2},
