@@ -182,9 +182,10 @@ def test_kinship_serve_loads_every_member_and_answers(served, ci_pipeline, predi
     )
     assert status == 200, body
     assert set(body["members"]) == set(card["members"])
-    assert (
-        body["probability"] == predictor.predict(photos["astronaut"], photos["camera"]).probability
-    )
+    # another process: the same models and photos, float kernels chosen per process (measured:
+    # 4e-10 apart in CI)
+    expected = predictor.predict(photos["astronaut"], photos["camera"]).probability
+    assert body["probability"] == pytest.approx(expected, abs=1e-6)
     text = log.read_text()
     assert f"loaded {len(card['members'])} members" in text and "SYNTHETIC" in text
 
