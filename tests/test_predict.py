@@ -219,6 +219,20 @@ def test_every_member_reproduces_its_test_predictions(ci_pipeline, predictor):
 
 
 @pytest.mark.e2e
+def test_models_alone_are_enough(ci_pipeline, predictor, tmp_path):
+    """As after `dvc pull` of the models: no params.yaml, data, reports or weight files."""
+    import shutil
+
+    from kinship.predictor import Predictor
+
+    shutil.copytree(ci_pipeline / "models", tmp_path / "models")
+    alone = Predictor.load(tmp_path)
+    photos = encode(astronaut()), encode(camera())
+    assert alone.predict(*photos).probability == predictor.predict(*photos).probability
+    assert alone.info() == predictor.info()
+
+
+@pytest.mark.e2e
 def test_predict_detects_and_crops_faces_in_photos(ci_pipeline, predictor):
     result = predictor.predict(encode(astronaut()), encode(camera()))
     assert 0 <= result.probability <= 1 and set(result.members) == set(predictor.names)
