@@ -62,7 +62,7 @@ def main() -> int:
     print(f"crop spec, crop.json and model card: {time.perf_counter() - start:.1f} s")
     spec = json.loads(Path("data/crop_spec.json").read_text())
     params_root = Path(
-        json.loads(Path("models/ensemble/ensemble.json").read_text())["trained_on"]["data_root"]
+        json.loads(Path("models/ensemble/ensemble.json").read_text())["trained_on"]["root"]
     )
     holdout = pd.read_parquet("data/prepared/holdout_pairs.parquet")
     if holdout.empty:

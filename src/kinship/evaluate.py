@@ -10,18 +10,16 @@ out pairs with unreadable images.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kinship.ensemble.calibration import brier
 from kinship.io import atomic_file
 from kinship.metrics import accuracy, auc, bootstrap_auc
 from kinship.photos import PhotoError
-
-log = logging.getLogger(__name__)
 
 COLUMNS = ("img1", "img2", "label")
 
@@ -119,7 +117,7 @@ def evaluate(
         bootstrap_unit="group" if "group" in scored else "pair",
         threshold=threshold,
         accuracy_at_threshold=round(accuracy(labels, probs, threshold), 6),
-        brier=round(float(np.mean((probs - labels) ** 2)), 6),
+        brier=round(brier(labels, probs), 6),
         member_auc={n: round(auc(labels, v), 6) for n, v in members.items()},
     )
     return summary, out

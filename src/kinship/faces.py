@@ -181,6 +181,7 @@ def run_crop_spec(params) -> dict:
 
     from kinship import paths
     from kinship.cache import image_path
+    from kinship.embed import read_rgb
     from kinship.io import write_json
 
     if not paths.IMAGES_TABLE.is_file():
@@ -192,8 +193,7 @@ def run_crop_spec(params) -> dict:
     arrays, unreadable = [], 0
     for token in sample["image"]:
         try:
-            with Image.open(image_path(params.data.root_path, token, "train")) as img:
-                arrays.append(np.asarray(img.convert("RGB"), np.uint8))
+            arrays.append(read_rgb(image_path(params.data.root_path, token, "train")))
         except (OSError, ValueError, SyntaxError):
             unreadable += 1  # the cache stage reports these; the sample just skips them
     spec = measure(arrays, FaceDetector(cp.min_confidence))

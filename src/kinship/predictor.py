@@ -318,10 +318,7 @@ class Predictor:
         """What the models were trained on and how well they score (the ensemble's model card)."""
         trained_on, scores = self.card["trained_on"], self.card["scores"]
         return {
-            "dataset": {
-                "root": trained_on["data_root"],
-                **{k: v for k, v in trained_on.items() if k != "data_root"},
-            },
+            "dataset": dict(trained_on),
             "ensemble": {
                 "method": self.method,
                 "oof_auc": scores["oof_auc"],

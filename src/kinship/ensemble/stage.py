@@ -241,7 +241,7 @@ def model_card(params: Params, inputs: EnsembleInputs, result, metrics: dict, me
         }
     return {
         "trained_on": {
-            "data_root": str(root),
+            "root": str(root),
             "synthetic": root.resolve() == paths.SYNTHETIC_DIR.resolve(),
             "families": int(train["family"].nunique()),
             "images": int(len(train)),
