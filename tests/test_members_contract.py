@@ -160,3 +160,41 @@ def test_training_state_round_trip_continues_the_same_steps(model, tmp_path):
     again = [other.train_step(*batch) for _ in range(2)]
     np.testing.assert_allclose(again, continued, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(other.embed(images[:2]), expected, rtol=1e-3, atol=1e-4)
+
+
+def _weights(member) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Copies of (backbone, head) trainable weights, whatever the framework."""
+    if member.framework == "torch":
+        parts = (member.net.backbone, member.net.head)
+        return tuple([p.detach().cpu().numpy().copy() for p in m.parameters()] for m in parts)
+    from keras import ops
+
+    parts = (member.models.backbone, member.models.head)
+    return tuple([ops.convert_to_numpy(v).copy() for v in m.trainable_variables] for m in parts)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_backbone_and_head_step_at_their_own_rates(model):
+    """`backbone_lr`: Adam's first step moves each weight by about its rate (|m̂ / √v̂| = 1), so
+    the largest backbone change is about backbone_lr and the head's about lr; set_learning_rate
+    keeps the ratio."""
+    size, width = SMALL[model]
+    params = MemberParams(
+        model=model, input_size=size, width=width, batch_size=4, lr=1e-2, backbone_lr=1e-4
+    )
+    member = create_member(f"rates_{model}", params)
+    member.build()
+    member.reset(0)
+    member.set_learning_rate(2e-2)  # as a warm-up or a plateau cut would: the ratio holds
+    before = _weights(member)
+    member.train_step(
+        *pairs_as_groups(_images(4, size, 1), _images(4, size, 2), np.float32([1, 0] * 2))
+    )
+    after = _weights(member)
+    moved = [
+        max(np.abs(a - b).max() for a, b in zip(x, y, strict=True))
+        for x, y in zip(after, before, strict=True)
+    ]
+    assert moved[0] == pytest.approx(2e-4, rel=0.05)
+    assert moved[1] == pytest.approx(2e-2, rel=0.05)
+    assert member.get_learning_rate() == pytest.approx(2e-2)

@@ -85,7 +85,9 @@ def _fit_scripted(inner_aucs: list[float], **params) -> tuple[training.History, 
     embedder = ScriptedEmbedder(inner_aucs, labels)
     embedder.cache = np.zeros((4, 2, 2, 3), np.uint8)
     member = StateMember(params)
-    sampler = SimpleNamespace(sample=lambda n: (np.zeros(n, int), np.zeros(n, int), np.zeros(n)))
+    sampler = SimpleNamespace(
+        sample=lambda n: (np.zeros(n, int), np.zeros(n, int), np.zeros(n)), kin=np.zeros((3, 2))
+    )
     records = []
 
     def on_epoch(record):
@@ -115,6 +117,105 @@ def test_warm_up_epochs_neither_checkpoint_nor_cut_the_rate_nor_stop():
     assert [round(r["inner_auc"], 3) for r in history.epochs] == spike[:7]
     assert history.best_epoch == 4 and member.restored == 4
     assert [r["lr"] for r in records] == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5]
+
+
+class PhaseMember(StateMember):
+    """Records, per step, which path trained and at which learning rate."""
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.steps = []
+
+    def train_step(self, images, partners, labels):
+        self.steps.append(("all", self.lr))
+        return 0.0
+
+    def train_head_step(self, embeddings, partners, labels):
+        self.steps.append(("head", self.lr))
+        return 0.0
+
+
+class PhaseEmbedder(ScriptedEmbedder):
+    def __init__(self, aucs, labels):
+        super().__init__(aucs, labels)
+        self.cache = np.zeros((8, 2, 2, 3), np.uint8)
+        self.stored = []  # whether embeddings came from the pretrained store, per call
+
+    def embed_rows(self, rows, flipped=False):
+        self.stored.append(self.pretrained_backbone)
+        return np.zeros((len(rows), 3), np.float32)
+
+
+def _fit_phases(aucs, **params):
+    params = MemberParams(
+        model="facenet", input_size=96, weights="w.pt", batch_size=8, lr=1.0, lr_factor=0.5,
+        lr_patience=1, early_stopping_patience=9, **params,
+    )  # fmt: skip
+    labels = np.array([1, 0] * 20)
+    embedder = PhaseEmbedder(aucs, labels)
+    embedder.pretrained_backbone = False
+    member = PhaseMember(params)
+    sampler = SimpleNamespace(
+        sample=lambda n: (np.arange(n), np.zeros((n, 4), int), np.zeros((n, 4))),
+        kin=np.zeros((10, 2)),
+    )
+    rng = np.random.default_rng(0)
+    history = training.fit(member, embedder, sampler, (None, None, labels), rng)
+    return history, member, embedder
+
+
+def test_a_frozen_phase_trains_the_head_on_stored_embeddings_then_the_whole_net():
+    history, member, embedder = _fit_phases([0.6, 0.7, 0.8, 0.9], epochs=4, freeze_epochs=2,
+                                            steps_per_epoch=3)  # fmt: skip
+    assert [kind for kind, _ in member.steps] == ["head"] * 6 + ["all"] * 6
+    assert [r["phase"] for r in history.epochs] == ["head", "head", "all", "all"]
+    assert embedder.stored and all(embedder.stored)  # head steps read the pretrained store
+    assert embedder.pretrained_backbone is False  # the fine-tuned best state embeds afresh
+
+
+def test_warm_up_ramps_the_rate_linearly_from_the_first_backbone_step():
+    _, member, _ = _fit_phases([0.6, 0.7, 0.8, 0.9], epochs=3, freeze_epochs=1,
+                               steps_per_epoch=4, warmup_epochs=1.5)  # fmt: skip
+    rates = [lr for kind, lr in member.steps]
+    assert rates[:4] == [1.0] * 4  # the frozen phase: the head at its rate
+    np.testing.assert_allclose(rates[4:], [1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1, 1, 1])
+
+
+def test_plateau_cuts_scale_the_rate_and_the_warm_up_alike():
+    history, member, _ = _fit_phases([0.9, 0.5, 0.5, 0.5], epochs=4, steps_per_epoch=2,
+                                     warmup_epochs=3)  # fmt: skip
+    # epoch 1 stalls: the rate halves; the warm-up's last steps run at half their share
+    ramp = np.array([1, 2, 3, 4, 5, 6]) / 6
+    np.testing.assert_allclose([lr for _, lr in member.steps][:6], ramp * [1, 1, 1, 1, 0.5, 0.5])
+    np.testing.assert_allclose([r["lr"] for r in history.epochs][:3], [2 / 6, 4 / 6, 0.5])
+
+
+def test_auto_steps_cover_each_relationship_once_per_epoch():
+    history, member, _ = _fit_phases([0.6, 0.7], epochs=2, steps_per_epoch="auto")
+    # 10 relationship rows × 4 images / 8 images per step
+    assert len(member.steps) == 2 * 5
+    params = MemberParams(model="facenet", input_size=96, batch_size=64, steps_per_epoch="auto")
+    assert training.epoch_steps(params, 2900) == 182  # ceil(2900 × 4 / 64)
+    assert training.epoch_steps(dataclasses.replace(params, steps_per_epoch=7), 2900) == 7
+
+
+def test_the_inner_check_fits_its_image_budget_keeps_the_balance_and_repeats():
+    rng = np.random.default_rng(0)
+    rows1, rows2 = rng.integers(0, 400, 600), rng.integers(400, 800, 600)
+    labels = np.r_[np.ones(300), np.zeros(300)]
+    everything = training.inner_check((rows1, rows2, labels), None, [0, 1])
+    assert everything[0] is rows1
+    r1, r2, y = training.inner_check((rows1, rows2, labels), 200, [0, 1])
+    assert len(np.unique(np.r_[r1, r2])) <= 200 and len(y) >= 100
+    assert abs(y.mean() - 0.5) < 0.1  # kin and non-kin alike
+    again = training.inner_check((rows1, rows2, labels), 200, [0, 1])
+    assert all(np.array_equal(a, b) for a, b in zip((r1, r2, y), again, strict=True))
+    other = training.inner_check((rows1, rows2, labels), 200, [0, 2])
+    assert not np.array_equal(r1, other[0])
+    # a budget of a tenth of an epoch: 10 steps × 32 images, a forward pass a third of a step
+    params = MemberParams(model="facenet", input_size=96, steps_per_epoch=10, batch_size=32)
+    assert training.inner_check_images(params, 50, 0.1) == 96
+    assert training.inner_check_images(params, 50, None) is None
 
 
 @pytest.mark.parametrize("start", [-1, 10])

@@ -146,6 +146,11 @@ class TrainParams:
     inner_fraction: float = 0.2
     """Share of the training folds' families held out (family-disjoint) to drive checkpoint
     choice, the learning-rate schedule and early stopping; the fold's validation pairs never do."""
+    inner_budget: float | None = 0.1
+    """The most the after-epoch check on the inner slice may cost, as a share of an epoch's
+    training compute: a fixed, seeded sample of the inner pairs whose images (each embedded once,
+    forward only: a third of a training image's forward and backward) fit the budget. null: every
+    inner pair, whatever it costs (`kinship.training.inner_check`)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -155,6 +160,13 @@ class TrainParams:
             "a fraction in (0, 0.5)",
             self.inner_fraction,
         )
+        if self.inner_budget is not None:
+            check(
+                0 < self.inner_budget <= 1,
+                "train.inner_budget",
+                "a share of an epoch in (0, 1], or null",
+                self.inner_budget,
+            )
 
 
 def _check_weights_folder(name: str, member: MemberParams) -> None:

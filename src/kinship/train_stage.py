@@ -131,18 +131,34 @@ class MemberTrainer:
         """Train every seed on one fold in `fold<k>.partial/`, then put it in place of
         `fold<k>/` with its completion marker written last. With `resume`, continue an
         interrupted run: finished seeds are kept, the running one restarts from its last epoch."""
-        from kinship.training import FitCheckpoints, GroupSampler, fit, split_fold
+        from kinship.training import (
+            FitCheckpoints,
+            GroupSampler,
+            fit,
+            inner_check,
+            inner_check_images,
+            split_fold,
+            usable_relationships,
+        )
 
         prep, tp = self.prepared, self.params
         split = split_fold(
             prep.images, prep.people, prep.relationships, fold, tp.train.inner_fraction,
             tp.train.seed, tp.pairs.kin_pairs_per_relationship,
         )  # fmt: skip
+        rows_of_person = prep.rows_of_person(self.bad)
         inner = split.inner_pairs[prep.scorable(split.inner_pairs, self.bad)]
         inner_rows = (prep.rows(inner["img1"]), prep.rows(inner["img2"]), inner["label"].to_numpy())
+        relationships = len(usable_relationships(split, rows_of_person))
+        max_images = inner_check_images(self.mp, relationships, tp.train.inner_budget)
+        inner_rows = inner_check(inner_rows, max_images, [tp.train.seed, fold])
+        log.info(
+            "%s fold %d: inner check on %d of %d pairs (%d images; budget %s images)",
+            self.name, fold, len(inner_rows[0]), len(inner), len(np.unique(inner_rows[:2])),
+            max_images,
+        )  # fmt: skip
         targets = fold_targets(prep, fold, self.bad)
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
-        rows_of_person = prep.rows_of_person(self.bad)
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
         work = start_fold(self.name, fold, resume)
         progress = work / PROGRESS_DIR

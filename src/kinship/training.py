@@ -6,8 +6,13 @@
    relationship rows, each image paired with its relative's images (kin) and with as many images
    of other families in the batch (non-kin) — half kin, half non-kin, each image embedded once.
 3. After each epoch the true ROC AUC on the inner slice's fixed pairs drives checkpoint choice,
-   ReduceLROnPlateau and early stopping. The fold's validation pairs are predicted once, at the end,
-   with the best checkpoint restored.
+   ReduceLROnPlateau and early stopping; the check costs at most `train.inner_budget` of an epoch
+   (`inner_check`). The fold's validation pairs are predicted once, at the end, with the best
+   checkpoint restored.
+   The schedule: `steps_per_epoch` (or `auto`, from the number of training relationships), an
+   optional frozen-backbone phase (`freeze_epochs`: the head alone, on embeddings computed once),
+   then the whole net with the backbone at its own rate (`backbone_lr`), warmed up linearly
+   (`warmup_epochs`); ReduceLROnPlateau scales both rates.
 4. With `FitCheckpoints`, each epoch ends by writing the loop's state atomically (`last/`: weights,
    optimiser state, epoch, counters, random state; `best/` when the inner AUC improved), so an
    interrupted fold can resume (`kinship train --member M --fold K --resume`).
@@ -20,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +44,9 @@ from kinship.pairs import validation_pairs
 log = logging.getLogger(__name__)
 
 EMBED_CHUNK = 256
+FORWARD_COST = 1 / 3
+"""An image's forward pass as a share of its training step (forward and backward: a backward
+pass costs about twice the forward one), for the inner check's budget."""
 
 
 @dataclass
@@ -103,6 +112,65 @@ KIN_IMAGES = GROUP_IMAGES // 2
 partners, and as many non-kin ones)."""
 
 
+def usable_relationships(split: FoldSplit, rows_of_person: dict[str, np.ndarray]) -> np.ndarray:
+    """The fitting part's relationship rows (p1, p2) whose two people have readable images."""
+    usable = {p for p in split.fit_people["person"] if len(rows_of_person.get(p, ())) > 0}
+    rels = split.fit_relationships
+    keep = rels["p1"].isin(usable) & rels["p2"].isin(usable)
+    return rels[keep][["p1", "p2"]].to_numpy()
+
+
+def epoch_steps(params, relationships: int) -> int:
+    """Steps per epoch: `steps_per_epoch`, or with `auto` enough steps that each of the
+    `relationships` training rows is drawn once per epoch in expectation (a batch holds
+    batch_size / GROUP_IMAGES rows)."""
+    if params.steps_per_epoch != "auto":
+        return params.steps_per_epoch
+    return max(1, math.ceil(relationships * GROUP_IMAGES / params.batch_size))
+
+
+def inner_check(
+    inner_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    max_images: int | None,
+    seed: list[int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inner pairs checked after each epoch: all of them, or with `max_images` a fixed,
+    seeded sample whose distinct images (each embedded once per check) number at most that.
+
+    Kin and non-kin pairs are taken alternately from two seeded shuffles, so the sample keeps the
+    slice's balance; a pair whose images are already in costs nothing and is always taken.
+    """
+    rows1, rows2, labels = inner_rows
+    if max_images is None or len(np.unique(np.r_[rows1, rows2])) <= max_images:
+        return inner_rows
+    rng = np.random.default_rng(seed)
+    kin, nonkin = (
+        rng.permutation(np.flatnonzero(labels == 1)),
+        rng.permutation(np.flatnonzero(labels != 1)),
+    )
+    order = np.empty(len(labels), np.int64)
+    n = min(len(kin), len(nonkin))
+    order[: 2 * n : 2], order[1 : 2 * n : 2] = kin[:n], nonkin[:n]
+    order[2 * n :] = np.r_[kin[n:], nonkin[n:]]
+    images: set[int] = set()
+    taken = []
+    for i in order:
+        new = {int(rows1[i]), int(rows2[i])} - images
+        if len(images) + len(new) <= max(max_images, 4) or len(taken) < 2:
+            images |= new
+            taken.append(i)
+    keep = np.sort(np.array(taken, np.int64))
+    return rows1[keep], rows2[keep], labels[keep]
+
+
+def inner_check_images(params, relationships: int, budget: float | None) -> int | None:
+    """The most distinct images the inner check may embed: `budget` of an epoch's training
+    compute, an image's forward pass costing FORWARD_COST of its training step."""
+    if budget is None:
+        return None
+    return int(budget * epoch_steps(params, relationships) * params.batch_size / FORWARD_COST)
+
+
 class GroupSampler:
     """Fresh training batches each step: groups of kin images with in-batch non-kin partners.
 
@@ -119,11 +187,8 @@ class GroupSampler:
         rows_of_person: dict[str, np.ndarray],
         rng: np.random.Generator,
     ):
-        usable = {p for p in split.fit_people["person"] if len(rows_of_person.get(p, ())) > 0}
         family_of = dict(zip(split.fit_people["person"], split.fit_people["family"], strict=True))
-        rels = split.fit_relationships
-        keep = rels["p1"].isin(usable) & rels["p2"].isin(usable)
-        self.kin = rels[keep][["p1", "p2"]].to_numpy()
+        self.kin = usable_relationships(split, rows_of_person)
         self.kin_family = np.array([family_of[p] for p in self.kin[:, 0]], dtype=object)
         if len(set(self.kin_family)) < 2:
             raise ValueError(
@@ -168,18 +233,22 @@ class GroupSampler:
 
 
 class Embedder:
-    """Embeds cache rows once per model state; frozen members keep embeddings across folds."""
+    """Embeds cache rows once per model state. While the backbone holds its pretrained weights
+    (`freeze`, or the frozen phase of `freeze_epochs`: `reset` restores them for every fold and
+    seed), embeddings are kept across folds and seeds."""
 
     def __init__(self, member: Member, cache: np.ndarray, tta_flip: bool):
         self.member = member
         self.cache = cache
         self.tta_flip = tta_flip
         self.frozen_store: dict[tuple[int, bool], np.ndarray] = {}
+        self.pretrained_backbone = member.frozen
+        """Whether the backbone holds its pretrained weights now (the store is valid)."""
 
     def embed_rows(self, rows: np.ndarray, flipped: bool = False) -> np.ndarray:
         """Embeddings of cache rows (rows may repeat: each unique row is embedded once)."""
         unique, inverse = np.unique(rows, return_inverse=True)
-        if self.member.frozen:
+        if self.pretrained_backbone:
             missing = [r for r in unique if (r, flipped) not in self.frozen_store]
             if missing:
                 for r, e in zip(missing, self._embed(np.array(missing), flipped), strict=True):
@@ -222,6 +291,7 @@ class LoopState:
     epoch: int = 0  # the next epoch to run
     stale: int = 0  # epochs since the best inner AUC (early stopping)
     plateau: int = 0  # epochs since the best or the last rate cut (ReduceLROnPlateau)
+    lr_scale: float = 1.0  # the product of ReduceLROnPlateau's cuts so far
     history: History = field(default_factory=History)
 
 
@@ -288,46 +358,65 @@ def fit(
             loop, best_state = restored
             log.info("%s: resuming after epoch %d", member.name, loop.epoch - 1)
     history = loop.history
+    steps = epoch_steps(p, len(sampler.kin))
     rows1_inner, rows2_inner, labels_inner = inner_rows
-    while loop.epoch < p.epochs and not _stopped(loop, p):
-        epoch = loop.epoch
-        # 1. one epoch of fresh pairs
-        start, losses = time.perf_counter(), []
-        for _ in range(p.steps_per_epoch):
-            rows, partners, labels = sampler.sample(p.batch_size)
-            losses.append(_step(member, embedder, rows, partners, labels, rng))
-        seconds = time.perf_counter() - start
-        history.train_seconds += seconds
-        history.train_images += p.steps_per_epoch * p.batch_size
-        # 2. the true AUC on the inner slice
-        # (model selection skips flip TTA: half the cost, the written predictions keep it)
-        inner_auc = auc(labels_inner, embedder.predict(rows1_inner, rows2_inner, tta=False))
-        record = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
-            "inner_auc": inner_auc,
-            "lr": member.get_learning_rate(),
-            "img_per_s": p.steps_per_epoch * p.batch_size / seconds,
-        }
-        history.epochs.append(record)
-        on_epoch(record)
-        # 3. checkpoint choice, ReduceLROnPlateau, early stopping (after the warm-up epochs)
-        loop.epoch = epoch + 1
-        if epoch >= p.start_from_epoch:
-            if inner_auc > history.best_inner_auc:
-                history.best_inner_auc, history.best_epoch = inner_auc, epoch
-                best_state, loop.stale, loop.plateau = member.get_state(), 0, 0
-            else:
-                loop.stale, loop.plateau = loop.stale + 1, loop.plateau + 1
-                if loop.plateau >= p.lr_patience:
-                    member.set_learning_rate(member.get_learning_rate() * p.lr_factor)
-                    loop.plateau = 0
-        # 4. the state to resume from
-        if checkpoints is not None:
-            checkpoints.save(member, loop, rng)
-    if best_state is not None:
-        member.set_state(best_state)
+    try:
+        while loop.epoch < p.epochs and not _stopped(loop, p):
+            epoch = loop.epoch
+            # 1. one epoch of fresh pairs: the head alone while the backbone is frozen
+            head_only = member.frozen or epoch < p.freeze_epochs
+            embedder.pretrained_backbone = head_only
+            member.set_learning_rate(p.lr * loop.lr_scale)
+            start, losses = time.perf_counter(), []
+            for step in range(steps):
+                if not head_only and p.warmup_epochs > 0:
+                    ramp = _warmup(p, (epoch - p.freeze_epochs) * steps + step, steps)
+                    member.set_learning_rate(p.lr * loop.lr_scale * ramp)
+                rows, partners, labels = sampler.sample(p.batch_size)
+                losses.append(_step(member, embedder, head_only, rows, partners, labels, rng))
+            seconds = time.perf_counter() - start
+            history.train_seconds += seconds
+            history.train_images += steps * p.batch_size
+            # 2. the true AUC on the inner check's pairs
+            # (model selection skips flip TTA: half the cost, the written predictions keep it)
+            inner_auc = auc(labels_inner, embedder.predict(rows1_inner, rows2_inner, tta=False))
+            record = {
+                "epoch": epoch,
+                "loss": float(np.mean([float(loss) for loss in losses])),
+                "inner_auc": inner_auc,
+                "lr": member.get_learning_rate(),
+                "img_per_s": steps * p.batch_size / seconds,
+                "phase": "head" if head_only else "all",
+            }
+            history.epochs.append(record)
+            on_epoch(record)
+            # 3. checkpoint choice, ReduceLROnPlateau, early stopping (after the warm-up epochs)
+            loop.epoch = epoch + 1
+            if epoch >= p.start_from_epoch:
+                if inner_auc > history.best_inner_auc:
+                    history.best_inner_auc, history.best_epoch = inner_auc, epoch
+                    best_state, loop.stale, loop.plateau = member.get_state(), 0, 0
+                else:
+                    loop.stale, loop.plateau = loop.stale + 1, loop.plateau + 1
+                    if loop.plateau >= p.lr_patience:
+                        loop.lr_scale *= p.lr_factor
+                        member.set_learning_rate(p.lr * loop.lr_scale)
+                        loop.plateau = 0
+            # 4. the state to resume from
+            if checkpoints is not None:
+                checkpoints.save(member, loop, rng)
+        if best_state is not None:
+            member.set_state(best_state)
+    finally:
+        # the best state may hold fine-tuned backbone weights: embed afresh from now on
+        embedder.pretrained_backbone = member.frozen
     return history
+
+
+def _warmup(p, step: int, steps_per_epoch: int) -> float:
+    """The learning-rate share at the backbone's `step`-th training step (0-based)."""
+    total = p.warmup_epochs * steps_per_epoch
+    return min(1.0, (step + 1) / total)
 
 
 def _stopped(loop: LoopState, p) -> bool:
@@ -335,11 +424,12 @@ def _stopped(loop: LoopState, p) -> bool:
     return loop.stale >= p.early_stopping_patience
 
 
-def _step(member, embedder, rows, partners, labels, rng) -> float:
+def _step(member, embedder, head_only, rows, partners, labels, rng):
+    """One training step; returns its loss (a float, or a device scalar read after the epoch)."""
     aug = member.params.augment
-    if member.frozen:
+    if head_only:
         embeddings = embedder.embed_rows(rows)
-        if aug.flip:  # frozen embeddings are cached per image and mirror image
+        if aug.flip:  # pretrained embeddings are kept per image and mirror image
             mirrored = rng.random(len(rows)) < 0.5
             if mirrored.any():
                 embeddings[mirrored] = embedder.embed_rows(rows[mirrored], flipped=True)

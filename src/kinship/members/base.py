@@ -85,10 +85,13 @@ class Member(abc.ABC):
         backbone), with the same partners and labels as `train_step`."""
 
     @abc.abstractmethod
-    def set_learning_rate(self, lr: float) -> None: ...
+    def set_learning_rate(self, lr: float) -> None:
+        """Set the head's learning rate to `lr` and the backbone's to `lr` times
+        `params.backbone_lr_ratio` (the trainer's warm-up and ReduceLROnPlateau call this)."""
 
     @abc.abstractmethod
-    def get_learning_rate(self) -> float: ...
+    def get_learning_rate(self) -> float:
+        """The head's learning rate."""
 
     # -- inference --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -125,8 +125,14 @@ class KerasMember(Member):
             head = self._new_head(embedding.output_shape[-1])
             group_head = _group_head(head, embedding.output_shape[-1])
             siamese = _siamese(embedding, group_head, self.params.input_size)
-        for model in (siamese, group_head):
-            model.compile(optimizer=keras.optimizers.Adam(self.params.lr), loss=keras_head.loss())
+        optimizers = {
+            siamese: backbone_scaled_adam(
+                self.params.lr, backbone.trainable_variables, self.params.backbone_lr_ratio
+            ),
+            group_head: keras.optimizers.Adam(self.params.lr),
+        }
+        for model, optimizer in optimizers.items():
+            model.compile(optimizer=optimizer, loss=keras_head.loss())
             # its variables now, not inside the first step (TensorFlow would trace that twice)
             model.optimizer.build(model.trainable_variables)
         self._models = _Models(backbone, embedding, head, group_head, siamese)
@@ -279,6 +285,47 @@ class VggFaceSeNet50Member(KerasMember):
     """vggface_senet50: VGGFace2 SENet50 (preprocessing v2)."""
 
     ARCH = "senet50"
+
+
+_SCALED_ADAM: dict[type, type] = {}
+
+
+def backbone_scaled_adam(
+    lr: float, backbone_variables: list, ratio: float
+) -> keras.optimizers.Optimizer:
+    """Adam whose update of `backbone_variables` uses `ratio` times the learning rate (the
+    backbone's own rate, `backbone_lr`), all other variables the rate itself.
+
+    Keras 3 has no per-variable learning rates. This subclasses the backend's own Adam (on
+    torch, its fused multi-tensor `_parallel_update_step`) and runs its update twice per step,
+    on the head's and on the backbone's variables, with one iteration count, so the moments and
+    bias correction are Adam's. With `ratio` 1 it is one plain update.
+    """
+    base = type(keras.optimizers.Adam(lr))  # the backend's class (torch maps Adam to its own)
+    if base not in _SCALED_ADAM:
+
+        class BackboneScaledAdam(base):
+            backbone_ids: frozenset[int] = frozenset()
+            ratio: float = 1.0
+
+            def _backend_update_step(self, grads, trainable_variables, learning_rate):
+                if self.ratio == 1.0:
+                    return super()._backend_update_step(grads, trainable_variables, learning_rate)
+                pairs = list(zip(grads, trainable_variables, strict=True))
+                rates = ((False, learning_rate), (True, learning_rate * self.ratio))
+                for in_backbone, rate in rates:
+                    part = [(g, v) for g, v in pairs if (id(v) in self.backbone_ids) == in_backbone]
+                    if part:
+                        super()._backend_update_step(
+                            [g for g, _ in part], [v for _, v in part], rate
+                        )
+                return None
+
+        _SCALED_ADAM[base] = BackboneScaledAdam
+    optimizer = _SCALED_ADAM[base](lr)
+    optimizer.backbone_ids = frozenset(id(v) for v in backbone_variables)
+    optimizer.ratio = float(ratio)
+    return optimizer
 
 
 def dtype_policy(mixed_precision: bool) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from kinship.config import check, did_you_mean
 from kinship.members.registry import LIMITS, check_model_name
@@ -78,11 +79,26 @@ class MemberParams:
     freeze: bool = False
     """Freeze the backbone (needs weights): embeddings computed once, only the head trains."""
     epochs: int = 4
-    steps_per_epoch: int = 20
+    steps_per_epoch: int | Literal["auto"] = 20
+    """Training steps per epoch, or `auto`: as many as draw each relationship row of the fitting
+    part once per epoch in expectation (rows × GROUP_IMAGES / batch_size, rounded up), so an
+    epoch covers the training pairs whatever the dataset's size (`kinship.training.epoch_steps`)."""
     batch_size: int = 32
     """Images per training step, in groups of GROUP_IMAGES: two images of each side of a
     relationship (see `kinship.training.GroupSampler`); each image is trained on four pairs."""
     lr: float = 1e-3
+    """Adam's learning rate for the pair head, and for the backbone unless `backbone_lr` is set."""
+    backbone_lr: float | None = None
+    """The backbone's own learning rate (null: `lr`). Fine-tuning pretrained weights wants it one
+    or two orders below a fresh head's: one rate either barely moves the head or wrecks the
+    pretrained features. Warm-up and ReduceLROnPlateau scale both rates alike."""
+    freeze_epochs: int = 0
+    """Epochs of a frozen-backbone phase before the whole net trains (pretrained weights only; as
+    the Kaggle FIW 6th place): the head learns on the pretrained embeddings, computed once per
+    image and mirror image, so its first, large gradients never reach the backbone. 0: none."""
+    warmup_epochs: float = 0.0
+    """Linear learning-rate warm-up, counted in epochs of steps from the first step that trains
+    the backbone (after `freeze_epochs`): step k runs at (k + 1) / warm-up steps of the rate."""
     lr_factor: float = 0.5
     """ReduceLROnPlateau: multiply the learning rate by this when the inner AUC stalls."""
     lr_patience: int = 1
@@ -101,6 +117,11 @@ class MemberParams:
     mixed_precision: bool = False
 
     @property
+    def backbone_lr_ratio(self) -> float:
+        """The backbone's learning rate over the head's (1 without `backbone_lr`)."""
+        return 1.0 if self.backbone_lr is None else self.backbone_lr / self.lr
+
+    @property
     def weights_path(self) -> Path | None:
         return None if self.weights.lower() == "none" else Path(self.weights).expanduser()
 
@@ -108,8 +129,14 @@ class MemberParams:
         """Raise a ValueError naming `path.<key>` for a value this member cannot take: the one
         place a member's params are validated (params loading calls this)."""
         self.check_model(path)
-        for key in ("epochs", "steps_per_epoch", "batch_size"):
+        for key in ("epochs", "batch_size"):
             check(getattr(self, key) >= 1, f"{path}.{key}", "an integer >= 1", getattr(self, key))
+        check(
+            self.steps_per_epoch == "auto" or self.steps_per_epoch >= 1,
+            f"{path}.steps_per_epoch",
+            "an integer >= 1 or auto",
+            self.steps_per_epoch,
+        )
         check_group_batch_size(self.batch_size, f"{path}.batch_size")
         check(
             0 <= self.start_from_epoch < self.epochs,
@@ -118,6 +145,21 @@ class MemberParams:
             self.start_from_epoch,
         )
         check(self.lr > 0, f"{path}.lr", "> 0", self.lr)
+        if self.backbone_lr is not None:
+            check(self.backbone_lr > 0, f"{path}.backbone_lr", "> 0 or null", self.backbone_lr)
+        check(
+            0 <= self.freeze_epochs < self.epochs,
+            f"{path}.freeze_epochs",
+            f"an integer in 0..epochs-1 (epochs is {self.epochs}: the backbone must train)",
+            self.freeze_epochs,
+        )
+        check(
+            not (self.freeze and self.freeze_epochs),
+            f"{path}.freeze_epochs",
+            "0 with freeze: true (the backbone never trains, so it has no frozen phase)",
+            self.freeze_epochs,
+        )
+        check(self.warmup_epochs >= 0, f"{path}.warmup_epochs", ">= 0", self.warmup_epochs)
         check(0 < self.lr_factor < 1, f"{path}.lr_factor", "a factor in (0, 1)", self.lr_factor)
         check(len(self.seeds) >= 1, f"{path}.seeds", "a non-empty list of seeds", self.seeds)
         self.head.check(f"{path}.head")
@@ -156,6 +198,13 @@ class MemberParams:
                 "false without pretrained weights (a frozen random backbone is a random "
                 "projection, not a member); set weights to a file or freeze: false",
                 self.freeze,
+            )
+            check(
+                self.freeze_epochs == 0,
+                f"{path}.freeze_epochs",
+                "0 without pretrained weights (a frozen phase trains a head on a random "
+                "projection); set weights to a file or freeze_epochs: 0",
+                self.freeze_epochs,
             )
         else:
             check(
