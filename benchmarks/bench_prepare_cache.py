@@ -1,7 +1,7 @@
 """Wall time of `dvc repro` for prepare + cache@224 on the real Kaggle FIW data (target < 120 s).
 
-Copies the project into a temporary git repo, applies profiles/fiw.yaml with data.root pointing at
-data/real/fiw (absolute path, outside the copy), then times, each from a clean state:
+Copies the project into a temporary git repo, applies profiles/fiw-gpu.yaml with data.root pointing
+at data/real/fiw (absolute path, outside the copy), then times, each from a clean state:
   1. `dvc repro cache@224`  (runs prepare, then the 224 px cache) — the target
   2. every other cache size of the profile, one `dvc repro cache@<size>` each
   3. a no-op `dvc repro` (after the rest of the DAG has run once)
@@ -38,7 +38,7 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = copy_project(Path(tmp))
-        apply_profile(work / "params.yaml", REPO / "profiles" / "fiw.yaml")
+        apply_profile(work / "params.yaml", REPO / "profiles" / "fiw-gpu.yaml")
         profile = Path(tmp) / "abs.yaml"
         profile.write_text(f"data:\n  root: {REAL}\n")
         apply_profile(work / "params.yaml", profile)

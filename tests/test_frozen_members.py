@@ -294,7 +294,7 @@ def test_a_profile_removes_members_set_to_null(tmp_path):
 
 
 def test_the_real_data_profiles_validate():
-    for name in ("fiw.yaml", "fiw-cpu.yaml"):
+    for name in ("fiw-gpu.yaml", "fiw-cpu.yaml"):
         load_params(REPO / "params.yaml", [REPO / "profiles" / name])
     cpu = load_params(REPO / "params.yaml", [REPO / "profiles/fiw-cpu.yaml"])
     assert set(cpu.frozen_members) == {"dlib", "dlib_landmarks"}

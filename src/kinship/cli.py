@@ -48,8 +48,9 @@ using the trained pipeline (the artefacts behind submission.csv; not stages):
               your own labelled pairs (columns img1, img2, label)
   serve       kinship serve: a web page and a JSON API (POST /api/v1/predict) for the same
 
-profiles (partial params files): `kinship profile profiles/fiw.yaml` switches params.yaml to the
-real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny test pipeline.
+profiles (partial params files): `kinship profile profiles/fiw-gpu.yaml` (or fiw-cpu.yaml) switches
+params.yaml to the real Kaggle data (data/real/fiw, K=5, F09 holdout); profiles/ci.yaml is the tiny
+test pipeline.
 """
 
 
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         default=[],
-        help="a partial params file merged on top (e.g. profiles/fiw.yaml); repeatable",
+        help="a partial params file merged on top (e.g. profiles/fiw-gpu.yaml); repeatable",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     sub.add_parser("synthesize", help="write the synthetic FIW-format dataset (embedded default)")
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile = sub.add_parser(
         "profile", help="merge a profile into params.yaml in place (comments kept), validated first"
     )
-    profile.add_argument("file", type=Path, help="e.g. profiles/fiw.yaml")
+    profile.add_argument("file", type=Path, help="e.g. profiles/fiw-gpu.yaml")
     return parser
 
 
