@@ -55,6 +55,8 @@ class ScriptedEmbedder:
 class StateMember:
     """Records state snapshots and learning rates; `state` is the epoch it was taken after."""
 
+    device_path = False
+
     def __init__(self, params):
         self.params, self.lr, self.frozen, self.epoch = params, params.lr, False, 0
 

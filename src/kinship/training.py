@@ -367,13 +367,22 @@ def fit(
             head_only = member.frozen or epoch < p.freeze_epochs
             embedder.pretrained_backbone = head_only
             member.set_learning_rate(p.lr * loop.lr_scale)
-            start, losses = time.perf_counter(), []
-            for step in range(steps):
+
+            def set_rate(step: int, epoch: int = epoch, head_only: bool = head_only) -> None:
                 if not head_only and p.warmup_epochs > 0:
                     ramp = _warmup(p, (epoch - p.freeze_epochs) * steps + step, steps)
                     member.set_learning_rate(p.lr * loop.lr_scale * ramp)
-                rows, partners, labels = sampler.sample(p.batch_size)
-                losses.append(_step(member, embedder, head_only, rows, partners, labels, rng))
+
+            start = time.perf_counter()
+            if member.device_path and not head_only:
+                losses = _device_epoch(member, embedder.cache, sampler, steps, set_rate)
+            else:
+                losses = []
+                for step in range(steps):
+                    set_rate(step)
+                    rows, partners, labels = sampler.sample(p.batch_size)
+                    losses.append(_step(member, embedder, head_only, rows, partners, labels, rng))
+            losses = [float(loss) for loss in losses]  # the one wait for the device per epoch
             seconds = time.perf_counter() - start
             history.train_seconds += seconds
             history.train_images += steps * p.batch_size
@@ -382,7 +391,7 @@ def fit(
             inner_auc = auc(labels_inner, embedder.predict(rows1_inner, rows2_inner, tta=False))
             record = {
                 "epoch": epoch,
-                "loss": float(np.mean([float(loss) for loss in losses])),
+                "loss": float(np.mean(losses)),
                 "inner_auc": inner_auc,
                 "lr": member.get_learning_rate(),
                 "img_per_s": steps * p.batch_size / seconds,
@@ -422,6 +431,33 @@ def _warmup(p, step: int, steps_per_epoch: int) -> float:
 def _stopped(loop: LoopState, p) -> bool:
     """Early stopping: `early_stopping_patience` monitored epochs without a better inner AUC."""
     return loop.stale >= p.early_stopping_patience
+
+
+PREFETCH_DEPTH = 3
+"""Batches the prefetch thread may prepare ahead of the training step."""
+
+
+def _device_epoch(member, cache, sampler, steps: int, set_rate) -> list:
+    """One epoch on the device data path. A background thread samples each next batch, gathers
+    its uint8 images from the cache and starts their copy to the device (`member.upload`) while
+    the current step trains; augmentation and preprocessing run on the device
+    (`member.train_uploaded`), and the losses stay there until the epoch ends. The thread makes
+    exactly `steps` batches, one after another, so the sampler's random state after the epoch is
+    a serial run's (what `--resume` saves)."""
+    from kinship.prefetch import Prefetcher
+
+    batch_size = member.params.batch_size
+
+    def next_batch():
+        rows, partners, labels = sampler.sample(batch_size)
+        return member.upload(cache[rows], partners, labels)
+
+    losses = []
+    with Prefetcher(next_batch, steps, depth=PREFETCH_DEPTH) as batches:
+        for step, batch in enumerate(batches):
+            set_rate(step)
+            losses.append(member.train_uploaded(batch))
+    return losses
 
 
 def _step(member, embedder, head_only, rows, partners, labels, rng):

@@ -39,6 +39,10 @@ class Member(abc.ABC):
     `reset(seed)` → many `train_step`s (or `train_head_step`s when frozen) → `embed`/`score`."""
 
     framework: ClassVar[str]  # "keras" or "torch"
+    device_path: bool = False
+    """Whether the member takes the device data path: `upload` (called in the trainer's prefetch
+    thread) then `train_uploaded`, with augmentation and preprocessing on the device. Otherwise
+    the trainer augments on the host (`kinship.augment`) and calls `train_step`."""
 
     def __init__(self, name: str, params: MemberParams):
         params.check_model(f"members.{name}")  # however a member is built, the same limits
@@ -76,6 +80,17 @@ class Member(abc.ABC):
     def train_step(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> float:
         """One optimiser step (BCE, Adam) on a group batch: images (B, S, S, 3) uint8, partners
         (B, M) rows of `images`, labels (B, M). Returns the mean loss over the B × M pairs."""
+
+    def upload(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> Any:
+        """Start copying a group batch (uint8 images, not augmented) to the device; returns what
+        `train_uploaded` takes. Runs in the prefetch thread while the previous step trains."""
+        raise NotImplementedError(f"member {self.name!r} has no device data path")
+
+    def train_uploaded(self, batch: Any) -> Any:
+        """One optimiser step on an uploaded batch: augment (from the member's own seeded
+        generator, on the device), preprocess, BCE, Adam. Returns the mean loss as a 0-d value
+        that may still be on the device: the trainer reads the losses once per epoch."""
+        raise NotImplementedError(f"member {self.name!r} has no device data path")
 
     @abc.abstractmethod
     def train_head_step(

@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
+from kinship import device_data
 from kinship.members import facenet_backbone as fb
 from kinship.members.torch_member import TorchMember
 
@@ -26,3 +28,6 @@ class FacenetMember(TorchMember):
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         return fb.preprocess(images)
+
+    def device_input(self, images: torch.Tensor) -> torch.Tensor:
+        return device_data.facenet_input(images)

@@ -13,6 +13,13 @@ process; `reset` only assigns variables (donor models built from the seed, or th
 backbone kept at build) and never recompiles. Inference pads batches to a few fixed sizes so
 new batch sizes do not retrace (or recompile under XLA on a GPU).
 
+On the torch backend the member takes the device data path (`kinship.device_data`): `upload`
+copies uint8 batches to the device in the trainer's prefetch thread, `train_uploaded` augments
+them there from the member's own seeded torch generator, preprocesses, and runs the siamese
+model's forward, `compute_loss`, backward and optimiser step directly (as Keras' own torch
+`train_step` does), returning the loss as a device scalar: no step waits on the host. On
+TensorFlow the trainer augments on the host and calls `train_step` (`train_on_batch`).
+
 `freeze` (pretrained weights only) makes the backbone non-trainable, which in Keras 3 also runs
 its BatchNorm in inference mode. `mixed_precision` builds the models under the `mixed_bfloat16`
 policy (set while building, then restored) when a GPU is present, as the torch members autocast
@@ -41,6 +48,8 @@ from kinship.members import keras_head
 from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
 from kinship.members.params import MemberParams
 from kinship.members.vggface_arch import (
+    MEANS_BGR,
+    PREPROCESS_VERSION,
     build_backbone,
     pooled_features,
     preprocess_input,
@@ -52,7 +61,11 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.weights.h5"
 TRAINING_STATE_FILE = "training_state.weights.h5"
 SEED_STATE_FILE = "seed_states.npz"
+AUGMENT_STATE = "augment_rng"
+"""The device augmentation generator's state, in SEED_STATE_FILE (torch backend)."""
 SCORE_BATCH = 4096
+AUGMENT_SEED_OFFSET = 0x5EED
+"""The device augmentation generator's seed is the member seed plus this (as the torch members)."""
 
 
 class GroupPairs(layers.Layer):
@@ -101,6 +114,14 @@ class KerasMember(Member):
         self._models: _Models | None = None
         self._pretrained_backbone: list[np.ndarray] | None = None
         self._policy: str | None = None
+        self._device = None  # the torch device, on the torch backend (device data path)
+        self._augment_rng = None
+        self._copy_stream = None
+
+    @property
+    def device_path(self) -> bool:
+        """On Keras' torch backend: uint8 batches to the device, augmented there."""
+        return keras.config.backend() == "torch"
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         return preprocess_input(images, self.ARCH)
@@ -136,6 +157,13 @@ class KerasMember(Member):
             # its variables now, not inside the first step (TensorFlow would trace that twice)
             model.optimizer.build(model.trainable_variables)
         self._models = _Models(backbone, embedding, head, group_head, siamese)
+        if self.device_path:
+            import torch
+
+            self._device = ops.convert_to_tensor(0).device  # where Keras puts tensors
+            self._augment_rng = torch.Generator(device=self._device)
+            if self._device.type == "cuda":
+                self._copy_stream = torch.cuda.Stream(self._device)
 
     def reset(self, seed: int) -> None:
         models = self.models
@@ -155,6 +183,9 @@ class KerasMember(Member):
         # 4. optimisers cleared, learning rate back to params.lr
         for model in (models.siamese, models.group_head):
             _restart_optimizer(model.optimizer, self.params.lr)
+        # 5. the device augmentation's own stream
+        if self._augment_rng is not None:
+            self._augment_rng.manual_seed(seed + AUGMENT_SEED_OFFSET)
 
     def _new_backbone(self) -> keras.Model:
         return build_backbone(self.ARCH, self.params.input_size, self.params.width)
@@ -177,6 +208,33 @@ class KerasMember(Member):
         check_groups(len(images), partners, labels)
         inputs = [self.preprocess(images), _rows(partners)]
         return float(self.models.siamese.train_on_batch(inputs, _floats(labels)))
+
+    def upload(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> Any:
+        from kinship import device_data
+
+        check_groups(len(images), partners, labels)
+        return device_data.upload_batch(
+            images, _rows(partners), labels, self._device, self._copy_stream
+        )
+
+    def train_uploaded(self, batch: Any) -> Any:
+        import torch
+
+        from kinship import device_data
+
+        images, partners, labels = batch.wait()
+        images = device_data.augment(images, self._augment_rng, self.params.augment)
+        inputs = [device_data.vggface_input(images, MEANS_BGR[PREPROCESS_VERSION[self.ARCH]]),
+                  partners]  # fmt: skip
+        siamese = self.models.siamese
+        siamese.zero_grad()
+        logits = siamese(inputs, training=True)
+        loss = siamese.compute_loss(x=inputs, y=labels, y_pred=logits, training=True)
+        loss.backward()
+        variables = siamese.trainable_weights
+        with torch.no_grad():
+            siamese.optimizer.apply([v.value.grad for v in variables], variables)
+        return loss.detach()
 
     def train_head_step(
         self, embeddings: np.ndarray, partners: np.ndarray, labels: np.ndarray
@@ -243,6 +301,8 @@ class KerasMember(Member):
             partial.unlink(missing_ok=True)
         # by position: seed generators are numbered per process, so their paths differ
         seeds = {f"s{i}": ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
+        if self._augment_rng is not None:
+            seeds[AUGMENT_STATE] = self._augment_rng.get_state().numpy()
         with atomic_file(directory / SEED_STATE_FILE, "wb") as fh:
             np.savez(fh, **seeds)
         write_json(directory / CONFIG_FILE, self.member_config())
@@ -256,8 +316,13 @@ class KerasMember(Member):
         keras.saving.load_weights(self.models.siamese, path)
         with np.load(directory / SEED_STATE_FILE) as seeds:
             states = self._seed_states()
-            if len(seeds.files) != len(states):
-                raise ValueError(f"{directory}: {len(seeds.files)} seed states for {len(states)}")
+            names = [name for name in seeds.files if name != AUGMENT_STATE]
+            if self._augment_rng is not None and AUGMENT_STATE in seeds.files:
+                import torch
+
+                self._augment_rng.set_state(torch.from_numpy(seeds[AUGMENT_STATE]))
+            if len(names) != len(states):
+                raise ValueError(f"{directory}: {len(names)} seed states for {len(states)}")
             for i, variable in enumerate(states):
                 variable.assign(seeds[f"s{i}"])
 

@@ -7,8 +7,10 @@ Its FC-4096 sigmoid features (4096·width units) feed the head; Koch's weighted-
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import nn
 
+from kinship import device_data
 from kinship.members import koch
 from kinship.members.torch_member import TorchMember
 
@@ -22,3 +24,6 @@ class SiameseCnnMember(TorchMember):
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         return koch.preprocess(images)
+
+    def device_input(self, images: torch.Tensor) -> torch.Tensor:
+        return device_data.koch_input(images)

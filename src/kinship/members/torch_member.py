@@ -6,6 +6,11 @@ Training is Adam on BCE; with `freeze` the backbone has `requires_grad` off, sta
 mode (BatchNorm statistics and dropout untouched) and is left out of the optimiser. The device is
 CUDA when available, else CPU.
 
+The device data path (`upload` in the trainer's prefetch thread, then `train_uploaded`): uint8
+batches cross to the device on a side stream, are augmented there from the member's own seeded
+`torch.Generator` and become the model's input there (`device_input`); the step returns its loss
+as a device scalar, read once per epoch, so no step waits on the host (`kinship.device_data`).
+
 Mixed precision: with `mixed_precision` and CUDA, forward passes run under
 `torch.autocast(bfloat16)` (losses, embeddings and probabilities come back as float32); on CPU the
 setting is ignored, as bfloat16 autocast there is slower than float32 on most CPUs.
@@ -26,11 +31,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from kinship import device_data
 from kinship.io import atomic_file, write_json
 from kinship.members import torch_head
 from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
 from kinship.members.params import MemberParams
 
+AUGMENT_SEED_OFFSET = 0x5EED
+"""The augmentation generator's seed is the member seed plus this: its own stream, not a copy of
+the one that drew the initial weights."""
 MODEL_FILE = "model.pt"
 TRAINING_STATE_FILE = "training_state.pt"
 SCORE_BATCH = 8192
@@ -79,6 +88,7 @@ class TorchMember(Member):
     """A siamese torch member; see the module docstring for what subclasses supply."""
 
     framework: ClassVar[str] = "torch"
+    device_path: ClassVar[bool] = True
 
     def __init__(self, name: str, params: MemberParams):
         super().__init__(name, params)
@@ -86,6 +96,8 @@ class TorchMember(Member):
         self._net: SiameseNet | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._pretrained_backbone: dict[str, torch.Tensor] | None = None
+        self._augment_rng = torch.Generator(device=self.device)
+        self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     # -- what subclasses supply ---------------------------------------------------------------
     def make_backbone(self) -> nn.Module:
@@ -96,6 +108,11 @@ class TorchMember(Member):
             f"members.{self.name}.weights: {type(self).__name__} has no pretrained weights, "
             f"expected 'none', got {str(path)!r}"
         )
+
+    def device_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, S, S, 3) on the device → this model's float32 input, NCHW in channels-last
+        memory: the twin of `preprocess` (`kinship.device_data` has one per model family)."""
+        raise NotImplementedError(f"{type(self).__name__} has no device_input")
 
     def init_backbone(self, backbone: nn.Module, seed: int) -> None:
         """Random init: every submodule's default init, drawn from the (seeded) global RNG."""
@@ -138,6 +155,8 @@ class TorchMember(Member):
         # 3. head and optimiser from scratch, learning rate back to params.lr
         self.net.head.reset_parameters()
         self._optimizer = self._new_optimizer()
+        # 4. the device augmentation's own stream
+        self._augment_rng.manual_seed(seed + AUGMENT_SEED_OFFSET)
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         """Adam with two parameter groups: the head at `lr`, the backbone at `backbone_lr` (left
@@ -157,10 +176,10 @@ class TorchMember(Member):
         return contextlib.nullcontext()
 
     def _images(self, images: np.ndarray) -> torch.Tensor:
-        # channels-last (NHWC in memory), like the weights: oneDNN's and cuDNN's fast layout
-        # (measured here on CPU: FaceNet embeds about a third faster; training within noise)
-        batch = torch.from_numpy(self.preprocess(images)).to(self.device)
-        return batch.contiguous(memory_format=torch.channels_last)
+        # uint8 to the device (a quarter of float32's bytes), the model's input made there, in
+        # channels-last memory like the weights: oneDNN's and cuDNN's fast layout (measured here
+        # on CPU: FaceNet embeds about a third faster; training within noise)
+        return self.device_input(device_data.to_device(images, self.device).wait())
 
     def _floats(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, np.float32), device=self.device)
@@ -174,6 +193,20 @@ class TorchMember(Member):
         self.net.train()
         with self._autocast():
             logits = self.net(self._images(images), self._rows(partners))
+        return float(self._step(logits, self._floats(labels)))
+
+    def upload(
+        self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray
+    ) -> device_data.Batch:
+        check_groups(len(images), partners, labels)
+        return device_data.upload_batch(images, partners, labels, self.device, self._copy_stream)
+
+    def train_uploaded(self, batch: device_data.Batch) -> torch.Tensor:
+        images, partners, labels = batch.wait()
+        images = device_data.augment(images, self._augment_rng, self.params.augment)
+        self.net.train()
+        with self._autocast():
+            logits = self.net(self.device_input(images), partners)
         return self._step(logits, labels)
 
     def train_head_step(
@@ -183,14 +216,15 @@ class TorchMember(Member):
         self.net.head.train()
         with self._autocast():
             logits = group_logits(self.net.head, self._floats(embeddings), self._rows(partners))
-        return self._step(logits, labels)
+        return float(self._step(logits, self._floats(labels)))
 
-    def _step(self, logits: torch.Tensor, y: np.ndarray) -> float:
-        loss = torch_head.loss(logits, self._floats(y))
+    def _step(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """BCE, backward, Adam; the loss as a device scalar (reading it would wait for the GPU)."""
+        loss = torch_head.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)  # backbone grads stay None in head steps
         loss.backward()
         self.optimizer.step()
-        return float(loss.item())
+        return loss.detach()
 
     def set_learning_rate(self, lr: float) -> None:
         groups = self.optimizer.param_groups
@@ -247,12 +281,14 @@ class TorchMember(Member):
         self.net.load_state_dict(state)
 
     def save_training_state(self, directory: Path) -> None:
-        """Weights, Adam's state (moments, step, learning rate) and torch's random state."""
+        """Weights, Adam's state (moments, step, learning rate), torch's random state and the
+        device augmentation's."""
         state = {
             "net": {key: value.detach().cpu() for key, value in self.net.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "augment_rng": self._augment_rng.get_state(),
         }
         with atomic_file(Path(directory) / TRAINING_STATE_FILE, "wb") as fh:
             torch.save(state, fh)
@@ -270,3 +306,4 @@ class TorchMember(Member):
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self._augment_rng.set_state(state["augment_rng"])
