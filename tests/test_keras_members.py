@@ -343,6 +343,27 @@ ROUND_TRIP = textwrap.dedent(
     assert np.isfinite(member.train_step(*pairs_as_groups(x1, x2, y)))
     assert not np.allclose(before, member.embed(x1))
     probs = member.score(member.embed(x1), member.embed(x2))
+    if member.device_path:  # the torch backend: uint8 batches augmented on the device
+        batch = pairs_as_groups(x1, x2, y)
+
+        def steps(m, n=2):
+            return [float(m.train_uploaded(m.upload(*batch))) for _ in range(n)]
+
+        member.reset(3)
+        first = steps(member)
+        member.reset(3)
+        assert steps(member) == first and np.all(np.isfinite(first))
+        with tempfile.TemporaryDirectory() as state:  # --resume: the augmentation stream too
+            member.save_training_state(state)
+            expected = steps(member)
+            resumed = create_member("m", params)
+            resumed.build()
+            resumed.reset(5)
+            resumed.load_training_state(state)
+            np.testing.assert_allclose(steps(resumed), expected, rtol=1e-5)
+        member.reset(0)
+        assert np.isfinite(member.train_step(*batch))
+        probs = member.score(member.embed(x1), member.embed(x2))
     with tempfile.TemporaryDirectory() as checkpoint:
         member.save(checkpoint)
         twin = create_member("m", params)

@@ -198,3 +198,28 @@ def test_backbone_and_head_step_at_their_own_rates(model):
     assert moved[0] == pytest.approx(2e-4, rel=0.05)
     assert moved[1] == pytest.approx(2e-2, rel=0.05)
     assert member.get_learning_rate() == pytest.approx(2e-2)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_the_device_path_repeats_from_a_seed_and_resumes(model, tmp_path):
+    """`upload` + `train_uploaded` (the torch members; Keras on its torch backend, tested in
+    test_keras_members): the same seed gives the same steps, augmentation included, and a saved
+    training state continues them exactly."""
+    member = _member(model)
+    if not member.device_path:
+        pytest.skip(f"{model} on this Keras backend takes the host path")
+    size = member.input_size
+    batch = pairs_as_groups(_images(4, size, 1), _images(4, size, 2), np.float32([1, 0] * 2))
+
+    def steps(m, n=2):
+        return [float(m.train_uploaded(m.upload(*batch))) for _ in range(n)]
+
+    member.reset(3)
+    first = steps(member)
+    member.reset(3)
+    assert steps(member) == first
+    member.save_training_state(tmp_path)
+    expected = steps(member)
+    other = _member(model)
+    other.load_training_state(tmp_path)
+    np.testing.assert_allclose(steps(other), expected, rtol=1e-5)

@@ -228,3 +228,37 @@ def to_device(
         tensor = pinned.to(device, non_blocking=True)
         ready = stream.record_event()
     return Upload(tensor, ready)
+
+
+# --- a group batch -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A group batch on its way to the device: uint8 images (B, S, S, 3), partners (B, M) and
+    labels (B, M) float32 (`kinship.members.base` explains group batches)."""
+
+    images: Upload
+    partners: Upload
+    labels: Upload
+
+    def wait(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three tensors, safe to use on the current stream (see `Upload.wait`)."""
+        return self.images.wait(), self.partners.wait(), self.labels.wait()
+
+
+def upload_batch(
+    images: np.ndarray,
+    partners: np.ndarray,
+    labels: np.ndarray,
+    device: torch.device | str,
+    stream: torch.cuda.Stream | None = None,
+) -> Batch:
+    """Start copying a group batch to `device` on `stream`: the images stay uint8 (a quarter of
+    float32's bytes), partners become int64 (torch's index type), labels float32. Every part goes
+    through pinned memory on CUDA: a copy from ordinary memory would make the host wait."""
+    return Batch(
+        to_device(images, device, stream),
+        to_device(np.asarray(partners, np.int64), device, stream),
+        to_device(np.asarray(labels, np.float32), device, stream),
+    )

@@ -61,8 +61,8 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.weights.h5"
 TRAINING_STATE_FILE = "training_state.weights.h5"
 SEED_STATE_FILE = "seed_states.npz"
-AUGMENT_STATE = "augment_rng"
-"""The device augmentation generator's state, in SEED_STATE_FILE (torch backend)."""
+TORCH_STATE_PREFIX = "torch_"
+"""Names in SEED_STATE_FILE of torch's random states (torch backend: `_torch_random_states`)."""
 SCORE_BATCH = 4096
 AUGMENT_SEED_OFFSET = 0x5EED
 """The device augmentation generator's seed is the member seed plus this (as the torch members)."""
@@ -183,8 +183,12 @@ class KerasMember(Member):
         # 4. optimisers cleared, learning rate back to params.lr
         for model in (models.siamese, models.group_head):
             _restart_optimizer(model.optimizer, self.params.lr)
-        # 5. the device augmentation's own stream
+        # 5. on torch: the device augmentation's own stream, and torch's global one, which
+        #    Keras' torch backend draws unseeded dropout masks from (not the seed generators)
         if self._augment_rng is not None:
+            import torch
+
+            torch.manual_seed(seed)
             self._augment_rng.manual_seed(seed + AUGMENT_SEED_OFFSET)
 
     def _new_backbone(self) -> keras.Model:
@@ -302,7 +306,7 @@ class KerasMember(Member):
         # by position: seed generators are numbered per process, so their paths differ
         seeds = {f"s{i}": ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
         if self._augment_rng is not None:
-            seeds[AUGMENT_STATE] = self._augment_rng.get_state().numpy()
+            seeds.update(_torch_random_states(self._augment_rng))
         with atomic_file(directory / SEED_STATE_FILE, "wb") as fh:
             np.savez(fh, **seeds)
         write_json(directory / CONFIG_FILE, self.member_config())
@@ -316,11 +320,9 @@ class KerasMember(Member):
         keras.saving.load_weights(self.models.siamese, path)
         with np.load(directory / SEED_STATE_FILE) as seeds:
             states = self._seed_states()
-            names = [name for name in seeds.files if name != AUGMENT_STATE]
-            if self._augment_rng is not None and AUGMENT_STATE in seeds.files:
-                import torch
-
-                self._augment_rng.set_state(torch.from_numpy(seeds[AUGMENT_STATE]))
+            names = [name for name in seeds.files if not name.startswith(TORCH_STATE_PREFIX)]
+            if self._augment_rng is not None:
+                _set_torch_random_states(self._augment_rng, seeds)
             if len(names) != len(states):
                 raise ValueError(f"{directory}: {len(names)} seed states for {len(states)}")
             for i, variable in enumerate(states):
@@ -391,6 +393,28 @@ def backbone_scaled_adam(
     optimizer.backbone_ids = frozenset(id(v) for v in backbone_variables)
     optimizer.ratio = float(ratio)
     return optimizer
+
+
+def _torch_random_states(augment_rng) -> dict[str, np.ndarray]:
+    """On the torch backend, what draws random numbers in training: the device augmentation's
+    generator and torch's global generators (Keras' unseeded dropout), as arrays."""
+    import torch
+
+    states = {"torch_augment": augment_rng.get_state(), "torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["torch_cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return {key: state.numpy() for key, state in states.items()}
+
+
+def _set_torch_random_states(augment_rng, saved) -> None:
+    """Restore what `_torch_random_states` saved (a state file from before it had them: none)."""
+    import torch
+
+    if "torch_augment" in saved.files:
+        augment_rng.set_state(torch.from_numpy(saved["torch_augment"]))
+        torch.set_rng_state(torch.from_numpy(saved["torch_cpu"]))
+    if "torch_cuda" in saved.files and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(torch.from_numpy(saved["torch_cuda"])))
 
 
 def dtype_policy(mixed_precision: bool) -> str:
