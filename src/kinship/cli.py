@@ -41,6 +41,11 @@ stages, in DAG order:
   report      reports/index.html: a self-contained page comparing members and ensemble (tables,
               ROC, correlations, calibration, confusion matrix, data summary, test AUC if labelled)
 
+scaling out (not a stage; `dvc commit train@<member>` records what it wrote):
+  fanout      the folds of one or several members as Ray tasks over the GPUs of one or several
+              machines, each finished fold sent back into this workspace, then collected
+              (docs/fanout.md)
+
 using the trained pipeline (the artefacts behind submission.csv; not stages):
   predict     kinship predict PHOTO1 PHOTO2: are these two people related? Detects and crops the
               faces, prints the ensemble's calibrated probability and each member's
@@ -76,9 +81,17 @@ TOOLS: dict[str, str] = {
 params.yaml, only what the stages wrote."""
 
 
+RUNNERS: dict[str, str] = {
+    "fanout": "kinship.fanout:run_fanout",
+}
+"""Subcommands that run a stage's work elsewhere (no DVC stage themselves): they read params.yaml
+like a stage and also get the global options (`--params`, `--profile`) to hand to the processes
+they start."""
+
+
 def stage_handler(command: str):
-    """Import and return the function behind a stage subcommand."""
-    module_name, function = {**COMMANDS, **TOOLS}[command].split(":")
+    """Import and return the function behind a subcommand."""
+    module_name, function = {**COMMANDS, **TOOLS, **RUNNERS}[command].split(":")
     return getattr(importlib.import_module(module_name), function)
 
 
@@ -120,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run: keep finished folds and seeds, restart the interrupted "
         "seed from its last epoch (models/<member>/fold<k>.partial/)",
     )
+    add_fanout(sub)
     sub.add_parser("ensemble", help="combine the members and write submission.csv")
     sub.add_parser("report", help="write reports/index.html (self-contained, no network)")
     add_tools(sub)
@@ -129,6 +143,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("file", type=Path, help="e.g. profiles/fiw-gpu.yaml")
     return parser
+
+
+def add_fanout(sub) -> None:
+    """`kinship fanout` (RUNNERS): the folds of members as Ray tasks over GPUs and machines."""
+    fanout = sub.add_parser(
+        "fanout",
+        help="train the folds of one or several members as Ray tasks over the GPUs of one or "
+        "several machines, then collect them (docs/fanout.md)",
+    )
+    fanout.add_argument(
+        "--member", dest="names", action="append", required=True, metavar="MEMBER",
+        help="a key of params.yaml members or frozen_members; repeatable",
+    )  # fmt: skip
+    fanout.add_argument(
+        "--folds", type=int, nargs="+", metavar="K", help="these folds only (default: all)"
+    )
+    fanout.add_argument(
+        "--address",
+        help="the Ray cluster to use: auto (the one started on this machine by `ray start`), "
+        "HOST:PORT of its head, or ray://HOST:10001; default: RAY_ADDRESS when set, else a "
+        "Ray started on this machine for this command",
+    )
+    fanout.add_argument(
+        "--gpus-per-fold", type=float, metavar="N",
+        help="GPUs of an image member's fold (default: 1 if the cluster has GPUs, else 0)",
+    )  # fmt: skip
+    fanout.add_argument(
+        "--cpus-per-fold", type=int, default=1, metavar="N",
+        help="CPUs of a fold, and its process's OMP_NUM_THREADS (default 1)",
+    )  # fmt: skip
+    fanout.add_argument(
+        "--resume", action="store_true",
+        help="keep the folds already complete here; the others resume where a node left them",
+    )  # fmt: skip
 
 
 def add_tools(sub) -> None:
@@ -188,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params, args.profile)
         if args.command != "check-params":
             options = {k: v for k, v in vars(args).items() if k not in GLOBAL_OPTIONS}
+            if args.command in RUNNERS:
+                options["global_options"] = {"params": args.params, "profile": args.profile}
             start = time.perf_counter()
             stage_handler(args.command)(params, **options)
             log.info(

@@ -52,6 +52,11 @@ def cache_file(size: int) -> Path:
     return CACHE_DIR / f"{size}.npy"
 
 
+def curves_dir(name: str, fold: int) -> Path:
+    """A fold's training curves (dvclive): part of its member's train stage outputs."""
+    return REPORTS_DIR / "curves" / name / f"fold{fold}"
+
+
 def member_weights_dir(name: str) -> Path:
     """The folder of member `name`'s pretrained file (its train stage's only weights dep)."""
     return WEIGHTS_DIR / name

@@ -206,7 +206,7 @@ class MemberTrainer:
         from dvclive import Live
 
         return Live(
-            dir=str(paths.REPORTS_DIR / "curves" / self.name / f"fold{fold}"),
+            dir=str(paths.curves_dir(self.name, fold)),
             resume=resume,
             dvcyaml=False,
             save_dvc_exp=False,
@@ -449,13 +449,7 @@ def run_train(
 ):
     """`kinship train`: all folds then collect; one fold; or collect alone. With `resume`,
     finished folds are kept and an interrupted one continues from its last epoch."""
-    if name not in params.all_members:
-        from kinship.config import did_you_mean
-
-        raise ValueError(
-            f"unknown member {name!r}{did_you_mean(name, params.all_members)}; "
-            f"members in params.yaml: {', '.join(params.all_members)}"
-        )
+    check_member(params, name)
     if resume and collect_only:
         raise ValueError("--resume trains: it does not go with --collect")
     prepared = Prepared.load()
@@ -475,6 +469,17 @@ def run_train(
                 trainer.train_fold(k, resume=resume)
     if fold is None or collect_only:
         collect(name, params, prepared)
+
+
+def check_member(params: Params, name: str) -> None:
+    """A ValueError naming an unknown member, with the closest name and the valid ones."""
+    if name not in params.all_members:
+        from kinship.config import did_you_mean
+
+        raise ValueError(
+            f"unknown member {name!r}{did_you_mean(name, params.all_members)}; "
+            f"members in params.yaml: {', '.join(params.all_members)}"
+        )
 
 
 def _finished(name: str, fold: int, params: Params) -> bool:
