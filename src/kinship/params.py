@@ -147,6 +147,10 @@ class TrainParams:
     """Share of the training folds' families held out (family-disjoint) to drive checkpoint
     choice, the learning-rate schedule and early stopping; the fold's validation pairs never do."""
     seed: int = 0
+    keras_backend: Literal["tensorflow", "torch"] = "tensorflow"
+    """The Keras backend the VGGFace members train on. The train stage sets `KERAS_BACKEND` from it
+    before Keras is imported (a different `KERAS_BACKEND` in the environment is overridden, with a
+    warning). `torch` runs them on the torch CUDA stack, the one GPU install (docs/gpu.md)."""
 
     def __post_init__(self) -> None:
         check(
