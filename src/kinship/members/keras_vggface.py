@@ -164,6 +164,7 @@ class KerasMember(Member):
             self._augment_rng = torch.Generator(device=self._device)
             if self._device.type == "cuda":
                 self._copy_stream = torch.cuda.Stream(self._device)
+                torch.backends.cudnn.benchmark = True  # fixed sizes: the fastest conv algorithms
 
     def reset(self, seed: int) -> None:
         models = self.models
