@@ -36,6 +36,12 @@ def test_committed_params_and_profiles_are_valid():
         ("cache", "max_bad_fraction", 1.5, r"cache.max_bad_fraction must be a fraction"),
         ("data", "root", None, r"data.root must be str, got NoneType"),
         ("synthesize", "no_such_key", 1, r"unknown key 'synthesize.no_such_key'"),
+        (
+            "train",
+            "keras_backend",
+            "jax",
+            r"train.keras_backend must be one of 'tensorflow', 'torch'",
+        ),
     ],
 )
 def test_bad_values_name_their_key(section, key, value, message):

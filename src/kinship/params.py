@@ -152,6 +152,10 @@ class TrainParams:
     forward only: a third of a training image's forward and backward) fit the budget. null: every
     inner pair, whatever it costs (`kinship.training.inner_check`)."""
     seed: int = 0
+    keras_backend: Literal["tensorflow", "torch"] = "tensorflow"
+    """The Keras backend the VGGFace members train on. The train stage sets `KERAS_BACKEND` from it
+    before Keras is imported (a different `KERAS_BACKEND` in the environment is overridden, with a
+    warning). `torch` runs them on the torch CUDA stack, the one GPU install (docs/gpu.md)."""
 
     def __post_init__(self) -> None:
         check(

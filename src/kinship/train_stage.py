@@ -112,7 +112,7 @@ class MemberTrainer:
     """Holds one built member across folds: built (and traced) once per process."""
 
     def __init__(self, name: str, params: Params, prepared: Prepared):
-        from kinship.members.registry import create_member
+        from kinship.members import registry
         from kinship.training import Embedder
 
         self.name, self.params, self.prepared = name, params, prepared
@@ -120,12 +120,19 @@ class MemberTrainer:
         size = self.mp.input_size
         self.cache = load_cache(paths.cache_file(size), len(prepared.images), size)
         self.bad = bad_rows(size)
+        self.keras_backend = None  # a Keras member's backend (recorded in timing.json)
+        if self.mp.model in registry.KERAS_MODELS:  # before Keras is imported
+            registry.use_keras_backend(params.train.keras_backend)
         start = time.perf_counter()
-        self.member = create_member(name, self.mp)
+        self.member = registry.create_member(name, self.mp)
         self.member.build()
         self.build_seconds = time.perf_counter() - start
         self.embedder = Embedder(self.member, self.cache, self.mp.tta_flip)
         log.info("%s: built %s in %.1f s", name, self.mp.model, self.build_seconds)
+        if self.member.framework == "keras":
+            self.keras_backend = registry.keras_backend_in_use()
+            log.info("%s: Keras backend %s", name, self.keras_backend)
+        self.member.check_device()
 
     def train_fold(self, fold: int, resume: bool = False) -> None:
         """Train every seed on one fold in `fold<k>.partial/`, then put it in place of
@@ -160,6 +167,8 @@ class MemberTrainer:
         targets = fold_targets(prep, fold, self.bad)
         sums = {key: np.zeros(len(t)) for key, t in targets.items()}
         timing = {"fold": fold, "build_seconds": round(self.build_seconds, 2), "seeds": []}
+        if self.keras_backend is not None:
+            timing["keras_backend"] = self.keras_backend
         work = start_fold(self.name, fold, resume)
         progress = work / PROGRESS_DIR
         with self._live(fold, resume) as live:

@@ -75,6 +75,11 @@ class Member(abc.ABC):
         re-initialised (or its pretrained weights restored), head re-initialised, optimiser state
         cleared, learning rate back to `params.lr`."""
 
+    def check_device(self) -> None:
+        """Log a warning when this built member will run on the CPU beside a GPU that it could
+        use (the train stage calls it once after `build`). Nothing to say by default."""
+        return None
+
     # -- training ---------------------------------------------------------------------------
     @abc.abstractmethod
     def train_step(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> float:

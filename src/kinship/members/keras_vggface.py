@@ -164,6 +164,7 @@ class KerasMember(Member):
             self._augment_rng = torch.Generator(device=self._device)
             if self._device.type == "cuda":
                 self._copy_stream = torch.cuda.Stream(self._device)
+                torch.backends.cudnn.benchmark = True  # fixed sizes: the fastest conv algorithms
 
     def reset(self, seed: int) -> None:
         models = self.models
@@ -190,6 +191,9 @@ class KerasMember(Member):
 
             torch.manual_seed(seed)
             self._augment_rng.manual_seed(seed + AUGMENT_SEED_OFFSET)
+
+    def check_device(self) -> None:
+        warn_if_cpu_beside_a_gpu(self.name)
 
     def _new_backbone(self) -> keras.Model:
         return build_backbone(self.ARCH, self.params.input_size, self.params.width)
@@ -439,6 +443,31 @@ def has_gpu() -> bool:
 
         return any(d.platform == "gpu" for d in jax.devices())
     return False
+
+
+def warn_if_cpu_beside_a_gpu(name: str) -> bool:
+    """Log one warning when this member will run on the CPU while torch sees a CUDA GPU (the
+    TensorFlow backend from tensorflow-cpu on a GPU machine); return whether it warned."""
+    if keras.config.backend() == "torch" or has_gpu() or not torch_sees_cuda():
+        return False
+    log.warning(
+        "%s: Keras runs on the CPU (backend %s sees no GPU) while torch sees a CUDA GPU; set "
+        "train.keras_backend: torch in params.yaml to train on the GPU (docs/gpu.md)",
+        name, keras.config.backend(),
+    )  # fmt: skip
+    return True
+
+
+def torch_sees_cuda() -> bool:
+    """Whether torch sees a CUDA GPU. Without the CUDA driver library it cannot, and torch is not
+    imported (~0.5 GB and 1.5 s in a TensorFlow process that does not need it)."""
+    import ctypes.util
+
+    if ctypes.util.find_library("cuda") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _group_head(head: keras.Model, embedding_dim: int) -> keras.Model:

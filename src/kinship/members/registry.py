@@ -1,12 +1,16 @@
 """Member registry: architecture name → "module:Class", imported only when that member is built.
 
 Importing this module loads no framework, so prepare, ensemble and report can validate member
-names without TensorFlow or torch (as timm's `create_model` and Gymnasium's registry do).
+names without TensorFlow or torch (as timm's `create_model` and Gymnasium's registry do). The
+Keras members' backend is chosen here too, before their module (and so Keras) is first imported.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
 from dataclasses import dataclass
 
 from kinship.config import did_you_mean
@@ -18,6 +22,12 @@ MODELS: dict[str, str] = {
     "siamese_cnn": "kinship.members.siamese_cnn:SiameseCnnMember",
     "facenet": "kinship.members.facenet:FacenetMember",
 }
+
+KERAS_MODELS = frozenset({"vggface_vgg16", "vggface_resnet50", "vggface_senet50"})
+"""Architectures built with Keras 3, on the backend `train.keras_backend` names (a test checks
+this set against the classes' `framework`)."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,3 +68,36 @@ def member_class(model: str) -> type:
 def create_member(name: str, params):
     """Build the member called `name` (a key of params.yaml `members`) from its params."""
     return member_class(params.model)(name, params)
+
+
+def use_keras_backend(backend: str) -> None:
+    """Make Keras, when it is first imported in this process, run on `backend` (the value of
+    `train.keras_backend`), so that a train stage's results depend on params.yaml alone.
+
+    Keras reads its backend once, at import: from `KERAS_BACKEND`, else `~/.keras/keras.json`,
+    else TensorFlow. This sets `KERAS_BACKEND`, overriding (with a warning) a different value in
+    the environment. A RuntimeError when Keras is already loaded on another backend (the choice
+    can no longer be made in this process: run it in a fresh one)."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        loaded = keras.config.backend()
+        if loaded != backend:
+            raise RuntimeError(
+                f"train.keras_backend is {backend!r}, but Keras was already imported in this "
+                f"process on the {loaded!r} backend; run the train stage in a fresh process"
+            )
+        return
+    environment = os.environ.get("KERAS_BACKEND")
+    if environment is not None and environment != backend:
+        log.warning(
+            "KERAS_BACKEND=%s in the environment is overridden by params.yaml "
+            "train.keras_backend: %s",
+            environment, backend,
+        )  # fmt: skip
+    os.environ["KERAS_BACKEND"] = backend
+
+
+def keras_backend_in_use() -> str | None:
+    """The backend of the Keras loaded in this process; None when Keras is not loaded."""
+    keras = sys.modules.get("keras")
+    return None if keras is None else keras.config.backend()

@@ -134,6 +134,10 @@ class TorchMember(Member):
         return self._optimizer
 
     def build(self) -> None:
+        if self.device.type == "cuda":
+            # fixed input sizes: let cuDNN time its convolution algorithms once and keep the
+            # fastest (GPU results are not bit-reproducible across runs anyway)
+            torch.backends.cudnn.benchmark = True
         backbone = self.make_backbone()
         if self.params.weights_path is not None:
             self.load_pretrained(backbone, self.params.weights_path)
@@ -179,7 +183,9 @@ class TorchMember(Member):
         # uint8 to the device (a quarter of float32's bytes), the model's input made there, in
         # channels-last memory like the weights: oneDNN's and cuDNN's fast layout (measured here
         # on CPU: FaceNet embeds about a third faster; training within noise)
-        return self.device_input(device_data.to_device(images, self.device).wait())
+        return self.device_input(
+            device_data.to_device(images, self.device, self._copy_stream).wait()
+        )
 
     def _floats(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, np.float32), device=self.device)
