@@ -223,6 +223,8 @@ def torch_reference(size: int, batch: int, mixed_precision: bool, warmup: int, s
     except ImportError as error:
         return {"skipped": f"torchvision not importable ({error})"}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the members set it (fixed input sizes)
     net = torchvision.models.resnet50(num_classes=512).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True)
     generator = torch.Generator(device).manual_seed(0)
