@@ -262,3 +262,33 @@ def upload_batch(
         to_device(np.asarray(partners, np.int64), device, stream),
         to_device(np.asarray(labels, np.float32), device, stream),
     )
+
+
+# --- what a member on the device path owns --------------------------------------------------------
+
+AUGMENT_SEED_OFFSET = 0x5EED
+"""The augmentation generator's seed is the member seed plus this: its own stream, not a copy of
+the one that drew the initial weights."""
+
+
+class DeviceTraining:
+    """A member's device data path: its augmentation generator and side copy stream on `device`.
+    On CUDA it also turns on cuDNN's benchmark mode: the inputs have fixed sizes, so timing the
+    convolution algorithms once keeps the fastest (GPU results are not bit-reproducible anyway)."""
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+        self.augment_rng = torch.Generator(device=self.device)
+        self.copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def seed(self, seed: int) -> None:
+        """Seed the augmentation stream from the member seed (at `reset`)."""
+        self.augment_rng.manual_seed(seed + AUGMENT_SEED_OFFSET)
+
+    def upload(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> Batch:
+        return upload_batch(images, partners, labels, self.device, self.copy_stream)
+
+    def augment(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        return augment(images, self.augment_rng, params)

@@ -40,6 +40,7 @@ from kinship.members.base import Member
 from kinship.members.params import GROUP_IMAGES, check_group_batch_size
 from kinship.metrics import auc
 from kinship.pairs import validation_pairs
+from kinship.prefetch import Prefetcher
 
 log = logging.getLogger(__name__)
 
@@ -444,8 +445,6 @@ def _device_epoch(member, cache, sampler, steps: int, set_rate) -> list:
     (`member.train_uploaded`), and the losses stay there until the epoch ends. The thread makes
     exactly `steps` batches, one after another, so the sampler's random state after the epoch is
     a serial run's (what `--resume` saves)."""
-    from kinship.prefetch import Prefetcher
-
     batch_size = member.params.batch_size
 
     def next_batch():

@@ -64,8 +64,6 @@ SEED_STATE_FILE = "seed_states.npz"
 TORCH_STATE_PREFIX = "torch_"
 """Names in SEED_STATE_FILE of torch's random states (torch backend: `_torch_random_states`)."""
 SCORE_BATCH = 4096
-AUGMENT_SEED_OFFSET = 0x5EED
-"""The device augmentation generator's seed is the member seed plus this (as the torch members)."""
 
 
 class GroupPairs(layers.Layer):
@@ -114,9 +112,7 @@ class KerasMember(Member):
         self._models: _Models | None = None
         self._pretrained_backbone: list[np.ndarray] | None = None
         self._policy: str | None = None
-        self._device = None  # the torch device, on the torch backend (device data path)
-        self._augment_rng = None
-        self._copy_stream = None
+        self._device_path = None  # device_data.DeviceTraining, on the torch backend
 
     @property
     def device_path(self) -> bool:
@@ -158,13 +154,10 @@ class KerasMember(Member):
             model.optimizer.build(model.trainable_variables)
         self._models = _Models(backbone, embedding, head, group_head, siamese)
         if self.device_path:
-            import torch
+            from kinship import device_data
 
-            self._device = ops.convert_to_tensor(0).device  # where Keras puts tensors
-            self._augment_rng = torch.Generator(device=self._device)
-            if self._device.type == "cuda":
-                self._copy_stream = torch.cuda.Stream(self._device)
-                torch.backends.cudnn.benchmark = True  # fixed sizes: the fastest conv algorithms
+            # on the device where Keras puts its tensors
+            self._device_path = device_data.DeviceTraining(ops.convert_to_tensor(0).device)
 
     def reset(self, seed: int) -> None:
         models = self.models
@@ -186,11 +179,11 @@ class KerasMember(Member):
             _restart_optimizer(model.optimizer, self.params.lr)
         # 5. on torch: the device augmentation's own stream, and torch's global one, which
         #    Keras' torch backend draws unseeded dropout masks from (not the seed generators)
-        if self._augment_rng is not None:
+        if self._device_path is not None:
             import torch
 
             torch.manual_seed(seed)
-            self._augment_rng.manual_seed(seed + AUGMENT_SEED_OFFSET)
+            self._device_path.seed(seed)
 
     def check_device(self) -> None:
         warn_if_cpu_beside_a_gpu(self.name)
@@ -218,12 +211,8 @@ class KerasMember(Member):
         return float(self.models.siamese.train_on_batch(inputs, _floats(labels)))
 
     def upload(self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray) -> Any:
-        from kinship import device_data
-
         check_groups(len(images), partners, labels)
-        return device_data.upload_batch(
-            images, _rows(partners), labels, self._device, self._copy_stream
-        )
+        return self._device_path.upload(images, partners, labels)
 
     def train_uploaded(self, batch: Any) -> Any:
         import torch
@@ -231,7 +220,7 @@ class KerasMember(Member):
         from kinship import device_data
 
         images, partners, labels = batch.wait()
-        images = device_data.augment(images, self._augment_rng, self.params.augment)
+        images = self._device_path.augment(images, self.params.augment)
         inputs = [device_data.vggface_input(images, MEANS_BGR[PREPROCESS_VERSION[self.ARCH]]),
                   partners]  # fmt: skip
         siamese = self.models.siamese
@@ -309,8 +298,8 @@ class KerasMember(Member):
             partial.unlink(missing_ok=True)
         # by position: seed generators are numbered per process, so their paths differ
         seeds = {f"s{i}": ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
-        if self._augment_rng is not None:
-            seeds.update(_torch_random_states(self._augment_rng))
+        if self._device_path is not None:
+            seeds.update(_torch_random_states(self._device_path.augment_rng))
         with atomic_file(directory / SEED_STATE_FILE, "wb") as fh:
             np.savez(fh, **seeds)
         write_json(directory / CONFIG_FILE, self.member_config())
@@ -325,8 +314,8 @@ class KerasMember(Member):
         with np.load(directory / SEED_STATE_FILE) as seeds:
             states = self._seed_states()
             names = [name for name in seeds.files if not name.startswith(TORCH_STATE_PREFIX)]
-            if self._augment_rng is not None:
-                _set_torch_random_states(self._augment_rng, seeds)
+            if self._device_path is not None:
+                _set_torch_random_states(self._device_path.augment_rng, seeds)
             if len(names) != len(states):
                 raise ValueError(f"{directory}: {len(names)} seed states for {len(states)}")
             for i, variable in enumerate(states):

@@ -37,9 +37,6 @@ from kinship.members import torch_head
 from kinship.members.base import CONFIG_FILE, Member, check_groups, check_pairs
 from kinship.members.params import MemberParams
 
-AUGMENT_SEED_OFFSET = 0x5EED
-"""The augmentation generator's seed is the member seed plus this: its own stream, not a copy of
-the one that drew the initial weights."""
 MODEL_FILE = "model.pt"
 TRAINING_STATE_FILE = "training_state.pt"
 SCORE_BATCH = 8192
@@ -96,8 +93,7 @@ class TorchMember(Member):
         self._net: SiameseNet | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._pretrained_backbone: dict[str, torch.Tensor] | None = None
-        self._augment_rng = torch.Generator(device=self.device)
-        self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._device_path = device_data.DeviceTraining(self.device)
 
     # -- what subclasses supply ---------------------------------------------------------------
     def make_backbone(self) -> nn.Module:
@@ -134,10 +130,6 @@ class TorchMember(Member):
         return self._optimizer
 
     def build(self) -> None:
-        if self.device.type == "cuda":
-            # fixed input sizes: let cuDNN time its convolution algorithms once and keep the
-            # fastest (GPU results are not bit-reproducible across runs anyway)
-            torch.backends.cudnn.benchmark = True
         backbone = self.make_backbone()
         if self.params.weights_path is not None:
             self.load_pretrained(backbone, self.params.weights_path)
@@ -160,7 +152,7 @@ class TorchMember(Member):
         self.net.head.reset_parameters()
         self._optimizer = self._new_optimizer()
         # 4. the device augmentation's own stream
-        self._augment_rng.manual_seed(seed + AUGMENT_SEED_OFFSET)
+        self._device_path.seed(seed)
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         """Adam with two parameter groups: the head at `lr`, the backbone at `backbone_lr` (left
@@ -184,7 +176,7 @@ class TorchMember(Member):
         # channels-last memory like the weights: oneDNN's and cuDNN's fast layout (measured here
         # on CPU: FaceNet embeds about a third faster; training within noise)
         return self.device_input(
-            device_data.to_device(images, self.device, self._copy_stream).wait()
+            device_data.to_device(images, self.device, self._device_path.copy_stream).wait()
         )
 
     def _floats(self, array: np.ndarray) -> torch.Tensor:
@@ -205,11 +197,11 @@ class TorchMember(Member):
         self, images: np.ndarray, partners: np.ndarray, labels: np.ndarray
     ) -> device_data.Batch:
         check_groups(len(images), partners, labels)
-        return device_data.upload_batch(images, partners, labels, self.device, self._copy_stream)
+        return self._device_path.upload(images, partners, labels)
 
     def train_uploaded(self, batch: device_data.Batch) -> torch.Tensor:
         images, partners, labels = batch.wait()
-        images = device_data.augment(images, self._augment_rng, self.params.augment)
+        images = self._device_path.augment(images, self.params.augment)
         self.net.train()
         with self._autocast():
             logits = self.net(self.device_input(images), partners)
@@ -294,7 +286,7 @@ class TorchMember(Member):
             "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "augment_rng": self._augment_rng.get_state(),
+            "augment_rng": self._device_path.augment_rng.get_state(),
         }
         with atomic_file(Path(directory) / TRAINING_STATE_FILE, "wb") as fh:
             torch.save(state, fh)
@@ -312,4 +304,4 @@ class TorchMember(Member):
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self._augment_rng.set_state(state["augment_rng"])
+        self._device_path.augment_rng.set_state(state["augment_rng"])
